@@ -1,0 +1,18 @@
+//! sc-protocol: every type that crosses a process or host boundary in sc,
+//! and the frame codec that carries them.
+//!
+//! This crate is pure: it does no I/O, reads no clock and spawns nothing.
+//! The daemon and the CLI both frame and unframe bytes with [`codec`], so there
+//! is one codec for blocking and async callers alike.
+//!
+//! - [`codec`]: length-prefixed frames with a magic, a version and a kind.
+//! - [`message`]: the local API, one `Request` variant per CLI verb.
+//! - [`units`]: parsing and printing of sizes (`512M`, `1.5GiB`) and durations
+//!   (`90s`, `5m`), shared by the CLI flags and the config file.
+
+pub mod codec;
+pub mod message;
+pub mod units;
+
+pub use codec::{CodecError, FrameDecoder, FrameKind, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use message::*;
