@@ -245,7 +245,7 @@ pub enum Response {
     Paused { job: JobId, by: String },
     Resumed { job: JobId },
     /// The job was cancelled (`sc cancel`) or timed out; its processes are killed.
-    Cancelled { job: JobId, reason: String },
+    Cancelled { job: JobId, reason: String, timed_out: bool },
     /// Answer to `Exited`: the job is recorded and its cgroup removed.
     Finished { job: JobId, usage: JobUsage },
     /// Answer to `Reattach`.

@@ -1,0 +1,414 @@
+//! `sc exec`: queue, wait (saying why), start the command as our own child
+//! inside its cgroup, wait for it, report, and exit with its status.
+//!
+//! The connection to the daemon stays open for the job's life: its closing
+//! is how the daemon learns we died (and kills the job). If the daemon goes
+//! away instead, the job keeps running and we re-attach to the next one.
+
+use super::child::{self, Ended, HeldChild};
+use super::report::Reporter;
+use super::{EXIT_SC_ERROR, ExecArgs};
+use crate::client::{self, Conn};
+use anyhow::Result;
+use sc_protocol::{ChildExit, ExecRequest, JobId, JobUsage, Request, Requests, Response};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Exit status of a job stopped by `--timeout` (as timeout(1)).
+const EXIT_TIMEOUT: u8 = 124;
+/// How long a queued job keeps trying to get back to a daemon that went away.
+const REQUEUE_PATIENCE: Duration = Duration::from_secs(30);
+/// After the command ended with no daemon, how long to wait for one to come back.
+const REPORT_PATIENCE: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_millis(200);
+
+pub fn main(args: ExecArgs) -> ExitCode {
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sc: cannot start: {e}");
+            return ExitCode::from(EXIT_SC_ERROR);
+        }
+    };
+    let code = rt.block_on(run(args));
+    // Blocking waits (e.g. a reconnect in flight) must not hold up our exit.
+    rt.shutdown_background();
+    ExitCode::from(code)
+}
+
+fn request(args: &ExecArgs) -> ExecRequest {
+    ExecRequest {
+        argv: args.command.clone(),
+        cwd: std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        requests: Requests {
+            mem: args.mem,
+            mem_limit: args.mem_limit,
+            mem_high: args.mem_high,
+            cpu_milli: args.cpus,
+            pids: args.pids,
+        },
+        priority: args.priority,
+        name: args.name.clone(),
+        uid: nix::unistd::getuid().as_raw(),
+        client_pid: std::process::id(),
+        timeout_ms: args.timeout.map(|d| d.as_millis() as u64),
+    }
+}
+
+async fn run(args: ExecArgs) -> u8 {
+    let mut rep = Reporter::new(args.json);
+    let exec = request(&args);
+    let mut conn = match client::connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            rep.error(&format!("{e:#}"));
+            return EXIT_SC_ERROR;
+        }
+    };
+    if let Err(e) = conn.send(&Request::Exec(exec.clone())).await {
+        rep.error(&format!("{e:#}"));
+        return EXIT_SC_ERROR;
+    }
+    let (job, env) = match wait_for_grant(&mut conn, &exec, &mut rep).await {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let (held, conn) = match start(conn, job, &exec, &env, &mut rep).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    supervise(conn, job, &exec, held, &mut rep).await
+}
+
+/// Queued until granted; re-attaches if the daemon restarts meanwhile.
+async fn wait_for_grant(
+    conn: &mut Conn,
+    exec: &ExecRequest,
+    rep: &mut Reporter,
+) -> Result<(JobId, Vec<(String, String)>), u8> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut job: Option<JobId> = None;
+    loop {
+        let resp = tokio::select! {
+            r = conn.recv() => r,
+            _ = tick.tick() => { rep.refresh(); continue; }
+        };
+        match resp {
+            Ok(Response::Queued { job: j, position }) => {
+                job = Some(j);
+                rep.queued(j, position);
+            }
+            Ok(Response::Reattached { job: j }) => job = Some(j),
+            Ok(Response::Waiting {
+                job: j,
+                reason,
+                position,
+                waited_ms,
+            }) => rep.waiting(j, &reason, position, waited_ms),
+            Ok(Response::Granted { job: j, env }) => return Ok((j, env)),
+            Ok(Response::Cancelled { reason, .. }) => {
+                rep.error(&format!("job {}: {reason}", job.unwrap_or(0)));
+                return Err(EXIT_SC_ERROR);
+            }
+            Ok(Response::Error { message, .. }) => {
+                rep.error(&message);
+                return Err(EXIT_SC_ERROR);
+            }
+            Ok(other) => {
+                rep.error(&format!("unexpected answer from the daemon: {other:?}"));
+                return Err(EXIT_SC_ERROR);
+            }
+            Err(e) => {
+                let Some(j) = job else {
+                    rep.error(&format!("{e:#}"));
+                    return Err(EXIT_SC_ERROR);
+                };
+                rep.say(&format!("lost the daemon while job {j} was queued; re-attaching"));
+                let waited = rep.since.elapsed().as_millis() as u64;
+                let req = Request::Reattach {
+                    exec: exec.clone(),
+                    job: j,
+                    pid: None,
+                    waited_ms: waited,
+                };
+                match reconnect(&req, true, REQUEUE_PATIENCE).await {
+                    Some(c) => *conn = c,
+                    None => {
+                        rep.error(&format!(
+                            "the sc daemon went away while job {j} was queued and did not come back"
+                        ));
+                        return Err(EXIT_SC_ERROR);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fork the child, have the daemon place it, release it into exec.
+async fn start(
+    mut conn: Conn,
+    job: JobId,
+    exec: &ExecRequest,
+    env: &[(String, String)],
+    rep: &mut Reporter,
+) -> Result<(HeldChild, Conn), u8> {
+    let mut held = match child::fork_held(&exec.argv, env) {
+        Ok(h) => h,
+        Err(e) => {
+            rep.error(&format!("cannot start {:?}: {e}", exec.argv[0]));
+            return Err(EXIT_SC_ERROR);
+        }
+    };
+    let placed = async {
+        conn.send(&Request::Spawned {
+            job,
+            pid: held.pid as u32,
+        })
+        .await?;
+        loop {
+            match conn.recv().await? {
+                Response::Placed {
+                    cgroup, enforced, ..
+                } => return Ok((cgroup, enforced)),
+                Response::Error { message, .. } => anyhow::bail!("{message}"),
+                Response::Cancelled { reason, .. } => anyhow::bail!("job {job}: {reason}"),
+                _ => {}
+            }
+        }
+    }
+    .await;
+    let (cgroup, enforced) = match placed {
+        Ok(p) => p,
+        Err(e) => {
+            held.abort();
+            let _ = child::wait(held.pid);
+            rep.error(&format!("{e:#}"));
+            return Err(EXIT_SC_ERROR);
+        }
+    };
+    if let Err(errno) = held.release() {
+        let _ = child::wait(held.pid);
+        let err = std::io::Error::from_raw_os_error(errno);
+        rep.error(&format!("cannot run {:?}: {err}", exec.argv[0]));
+        let _ = conn
+            .call(&Request::Exited {
+                job,
+                exit: ChildExit::SpawnFailed { errno },
+            })
+            .await;
+        return Err(if errno == libc::ENOENT { 127 } else { 126 });
+    }
+    rep.started(job, held.pid, cgroup.as_deref(), &enforced);
+    Ok((held, conn))
+}
+
+/// Is our process group the terminal's foreground group? Then the terminal
+/// already delivers Ctrl-C and Ctrl-\ to the child, and we must not repeat them.
+fn terminal_delivers_signals() -> bool {
+    let pgrp = nix::unistd::getpgrp();
+    [0, 1, 2].iter().any(|fd| {
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+        nix::unistd::tcgetpgrp(fd).is_ok_and(|fg| fg == pgrp)
+    })
+}
+
+/// The command runs: forward signals, relay pause/cancel notices, survive a
+/// daemon restart, then report the exit.
+async fn supervise(
+    conn: Conn,
+    job: JobId,
+    exec: &ExecRequest,
+    held: HeldChild,
+    rep: &mut Reporter,
+) -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let pid = held.pid;
+    let mut waiter = tokio::task::spawn_blocking(move || child::wait(pid));
+    let mut sigs = Vec::new();
+    for kind in [
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::interrupt(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ] {
+        if let Ok(s) = signal(kind) {
+            sigs.push((kind, s));
+        }
+    }
+    let from_tty = terminal_delivers_signals();
+    let mut conn = Some(conn);
+    let mut timed_out = false;
+    let mut unsupervised = false;
+    let mut retry = tokio::time::interval(RETRY);
+    let started = Instant::now();
+    let ended = loop {
+        let signal_fut = async {
+            let futs = sigs.iter_mut().map(|(k, s)| {
+                let k = *k;
+                Box::pin(async move {
+                    s.recv().await;
+                    k
+                })
+            });
+            futures_select_all(futs).await
+        };
+        tokio::select! {
+            res = &mut waiter => break res,
+            kind = signal_fut => {
+                let tty_signal = kind == SignalKind::interrupt() || kind == SignalKind::quit();
+                if !(tty_signal && from_tty) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(kind.as_raw_value()).unwrap_or(nix::sys::signal::Signal::SIGTERM));
+                }
+            }
+            resp = async { match conn.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
+                match resp {
+                    Ok(Response::Paused { by, .. }) => {
+                        rep.say(&format!("job {job} paused ({by})"));
+                        rep.event("paused", job, serde_json::json!({"by": by}));
+                    }
+                    Ok(Response::Resumed { .. }) => {
+                        rep.say(&format!("job {job} resumed"));
+                        rep.event("resumed", job, serde_json::json!({}));
+                    }
+                    Ok(Response::Cancelled { reason, timed_out: t, .. }) => {
+                        timed_out |= t;
+                        rep.say(&format!("job {job} {reason}"));
+                        rep.event("cancelled", job, serde_json::json!({"reason": reason, "timed_out": t}));
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        conn = None;
+                        rep.say(&format!("lost the sc daemon; job {job} keeps running, re-attaching when it is back"));
+                    }
+                }
+            }
+            _ = retry.tick(), if conn.is_none() && !unsupervised => {
+                let req = reattach_req(exec, job, pid, started);
+                match try_reattach(&req).await {
+                    Attach::Done(c) => { conn = Some(c); rep.say(&format!("re-attached job {job} to the sc daemon")); }
+                    Attach::Refused(msg) => { unsupervised = true; rep.say(&format!("warning: {msg}")); }
+                    Attach::NoDaemon => {}
+                }
+            }
+        }
+    };
+    let ended = match ended {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => {
+            rep.error(&format!("cannot wait for the command: {e}"));
+            return EXIT_SC_ERROR;
+        }
+        Err(e) => {
+            rep.error(&format!("cannot wait for the command: {e}"));
+            return EXIT_SC_ERROR;
+        }
+    };
+    if conn.is_none() && !unsupervised {
+        conn = reconnect(&reattach_req(exec, job, pid, started), false, REPORT_PATIENCE).await;
+    }
+    let (code, signal, exit) = match ended {
+        Ended::Code(c) => (Some(c), None, ChildExit::Code(c)),
+        Ended::Signal(s) => (None, Some(s), ChildExit::Signal(s)),
+    };
+    let usage = match conn.as_mut() {
+        Some(c) => report_exit(c, job, exit).await,
+        None => {
+            rep.say(&format!(
+                "warning: the sc daemon went away while job {job} ran and did not come back; the job ran to its end unsupervised"
+            ));
+            None
+        }
+    };
+    rep.exited(job, code, signal, &usage.unwrap_or_default());
+    if timed_out {
+        return EXIT_TIMEOUT;
+    }
+    match ended {
+        Ended::Code(c) => (c & 0xff) as u8,
+        Ended::Signal(s) => (128 + s).clamp(0, 255) as u8,
+    }
+}
+
+fn reattach_req(exec: &ExecRequest, job: JobId, pid: i32, started: Instant) -> Request {
+    Request::Reattach {
+        exec: exec.clone(),
+        job,
+        pid: Some(pid as u32),
+        waited_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+async fn report_exit(conn: &mut Conn, job: JobId, exit: ChildExit) -> Option<JobUsage> {
+    let fut = async {
+        conn.send(&Request::Exited { job, exit }).await.ok()?;
+        loop {
+            match conn.recv().await.ok()? {
+                Response::Finished { usage, .. } => return Some(usage),
+                Response::Error { .. } => return None,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+}
+
+enum Attach {
+    Done(Conn),
+    Refused(String),
+    NoDaemon,
+}
+
+async fn try_reattach(req: &Request) -> Attach {
+    let path = client::choose_socket().path;
+    let Ok(mut c) = client::connect_to(&path).await else {
+        return Attach::NoDaemon;
+    };
+    match c.call(req).await {
+        Ok(Response::Reattached { .. }) | Ok(Response::Queued { .. }) => Attach::Done(c),
+        Ok(Response::Error { message, .. }) => Attach::Refused(message),
+        _ => Attach::NoDaemon,
+    }
+}
+
+/// Retry re-attaching until `patience` runs out. With `autostart`, a private
+/// daemon may be started again (a queued job has nothing running yet).
+async fn reconnect(req: &Request, autostart: bool, patience: Duration) -> Option<Conn> {
+    let deadline = Instant::now() + patience;
+    loop {
+        tokio::time::sleep(RETRY).await;
+        if autostart {
+            if let Ok(mut c) = client::connect().await
+                && let Ok(Response::Reattached { .. } | Response::Queued { .. }) = c.call(req).await
+            {
+                return Some(c);
+            }
+        } else if let Attach::Done(c) = try_reattach(req).await {
+            return Some(c);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+    }
+}
+
+/// The first of several futures to finish (a tiny `select_all`).
+async fn futures_select_all<F, T>(futs: impl Iterator<Item = std::pin::Pin<Box<F>>>) -> T
+where
+    F: std::future::Future<Output = T> + ?Sized,
+{
+    let mut futs: Vec<_> = futs.collect();
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

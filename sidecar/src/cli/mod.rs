@@ -1,0 +1,203 @@
+//! Command-line definition and dispatch. Parsing (clap) never touches the
+//! socket; each verb lives in its own module.
+
+mod child;
+mod exec;
+mod report;
+mod verbs;
+
+use crate::config::LogFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for sc's own errors (as `env`, `docker run`).
+pub const EXIT_SC_ERROR: u8 = 125;
+
+#[derive(Debug, Parser)]
+#[command(name = "sc", version, about = "A sidecar supervisor for shared development hosts")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Run a command once the host has headroom, inside a cgroup with limits.
+    Exec(ExecArgs),
+    /// Run the sidecar daemon in the foreground.
+    Daemon(DaemonArgs),
+    /// List queued and running jobs.
+    Ps {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the host: memory, cores, reservations, cgroup backend.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: a queued one is dropped, a running one is stopped
+    /// (SIGTERM, then SIGKILL after the grace period).
+    Cancel { id: u64 },
+    /// Freeze a running job (cgroup freezer; no progress is lost).
+    Pause { id: u64 },
+    /// Thaw a paused job.
+    Resume { id: u64 },
+    /// Configuration file tools.
+    Config {
+        #[command(subcommand)]
+        verb: ConfigVerb,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigVerb {
+    /// Check a config file; errors name the file, line and key.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Config file (default: /etc/sc/sidecar.toml when it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Socket to listen on (overrides the config).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// A per-user daemon started by `sc exec`: ignore the system config.
+    #[arg(long, hide = true)]
+    pub private: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Memory to reserve for admission, also the hard limit unless
+    /// --mem-limit is given (512M, 2G, 1.5GiB).
+    #[arg(long, value_parser = parse_size)]
+    pub mem: Option<u64>,
+    /// Hard memory limit (memory.max); the job is OOM-killed above it.
+    #[arg(long, value_parser = parse_size)]
+    pub mem_limit: Option<u64>,
+    /// Soft memory limit (memory.high): reclaim pressure above it.
+    #[arg(long, value_parser = parse_size)]
+    pub mem_high: Option<u64>,
+    /// CPUs to reserve and cap the job at (1.5 = one and a half cores).
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<u32>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// low, normal, high or a number (-1000..=1000); higher runs first.
+    #[arg(long, value_parser = parse_priority, default_value = "normal")]
+    pub priority: i32,
+    /// A name for the job in `sc ps`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Stop the job after it has run this long (90s, 5m); exit status 124.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Report state changes as JSON lines on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    sc_protocol::units::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    sc_protocol::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_cpus(s: &str) -> Result<u32, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("invalid CPU count {s:?}: expected a number such as 2 or 1.5"))?;
+    if !(v.is_finite() && v > 0.0 && v <= 4096.0) {
+        return Err(format!("invalid CPU count {s:?}: must be more than 0"));
+    }
+    Ok((v * 1000.0).round() as u32)
+}
+
+fn parse_priority(s: &str) -> Result<i32, String> {
+    use sc_protocol::{PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_MAX_ABS, PRIORITY_NORMAL};
+    match s {
+        "low" => Ok(PRIORITY_LOW),
+        "normal" => Ok(PRIORITY_NORMAL),
+        "high" => Ok(PRIORITY_HIGH),
+        _ => match s.parse::<i32>() {
+            Ok(n) if n.abs() <= PRIORITY_MAX_ABS => Ok(n),
+            _ => Err(format!(
+                "invalid priority {s:?}: expected low, normal, high or a number from -{PRIORITY_MAX_ABS} to {PRIORITY_MAX_ABS}"
+            )),
+        },
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_SC_ERROR } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.verb {
+        Verb::Exec(args) => return exec::main(args),
+        Verb::Daemon(args) => verbs::daemon(args),
+        Verb::Ps { json } => verbs::ps(json),
+        Verb::Status { json } => verbs::status(json),
+        Verb::Cancel { id } => verbs::control(sc_protocol::Request::Cancel { job: id }),
+        Verb::Pause { id } => verbs::control(sc_protocol::Request::Pause { job: id }),
+        Verb::Resume { id } => verbs::control(sc_protocol::Request::Resume { job: id }),
+        Verb::Config {
+            verb: ConfigVerb::Check { file },
+        } => verbs::config_check(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("sc: {e:#}");
+            ExitCode::from(EXIT_SC_ERROR)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> LogFormat {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// A single-threaded runtime: the CLI does one thing at a time and starts fast.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

@@ -1,0 +1,127 @@
+//! What `sc exec` tells the person (or agent) while it waits and when the
+//! job ends: a one-line status on a terminal's stderr, or JSON lines on
+//! stderr with `--json`. Stdout is never touched: it is the command's.
+
+use sc_protocol::units::{format_duration, format_size};
+use sc_protocol::{JobId, JobUsage, WaitReason};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+pub struct Reporter {
+    json: bool,
+    tty: bool,
+    /// A status line is on screen and must be cleared before other output.
+    line_shown: bool,
+    pub since: Instant,
+    pub job: Option<JobId>,
+    pub wait: Option<(WaitReason, u32)>,
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Reporter {
+        Reporter {
+            json,
+            tty: !json && std::io::stderr().is_terminal(),
+            line_shown: false,
+            since: Instant::now(),
+            job: None,
+            wait: None,
+        }
+    }
+
+    fn emit(&mut self, v: serde_json::Value) {
+        if self.json {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{v}");
+        }
+    }
+
+    pub fn queued(&mut self, job: JobId, position: u32) {
+        self.job = Some(job);
+        self.emit(json!({"event": "queued", "job": job, "position": position}));
+    }
+
+    pub fn waiting(&mut self, job: JobId, reason: &WaitReason, position: u32, waited_ms: u64) {
+        self.wait = Some((reason.clone(), position));
+        self.emit(json!({
+            "event": "waiting", "job": job, "reason": reason.to_string(),
+            "detail": reason, "position": position, "waited_ms": waited_ms,
+        }));
+        self.refresh();
+    }
+
+    /// Redraw the status line (called on changes and once a second).
+    pub fn refresh(&mut self) {
+        if !self.tty {
+            return;
+        }
+        let Some((reason, position)) = &self.wait else { return };
+        let line = format!(
+            "sc: job {} waiting {} — {reason} (#{position} in queue)",
+            self.job.unwrap_or(0),
+            format_duration(self.since.elapsed())
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+        self.line_shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.line_shown {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+            self.line_shown = false;
+        }
+    }
+
+    pub fn started(&mut self, job: JobId, pid: i32, cgroup: Option<&str>, enforced: &[String]) {
+        self.clear();
+        self.wait = None;
+        self.emit(json!({
+            "event": "started", "job": job, "pid": pid, "cgroup": cgroup,
+            "enforced": enforced, "waited_ms": self.since.elapsed().as_millis() as u64,
+        }));
+    }
+
+    pub fn event(&mut self, name: &str, job: JobId, extra: serde_json::Value) {
+        let mut v = json!({"event": name, "job": job});
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        self.emit(v);
+    }
+
+    /// A line for people (never in JSON mode, where events say it).
+    pub fn say(&mut self, msg: &str) {
+        self.clear();
+        if !self.json {
+            eprintln!("sc: {msg}");
+        }
+    }
+
+    /// An error: always shown, as an `error` event too in JSON mode.
+    pub fn error(&mut self, msg: &str) {
+        self.clear();
+        if self.json {
+            self.emit(json!({"event": "error", "job": self.job, "message": msg}));
+        }
+        eprintln!("sc: {msg}");
+    }
+
+    pub fn exited(&mut self, job: JobId, code: Option<i32>, signal: Option<i32>, usage: &JobUsage) {
+        let oom = usage.oom_kills > 0 && signal == Some(libc::SIGKILL);
+        self.emit(json!({
+            "event": "exited", "job": job, "code": code, "signal": signal, "oom": oom,
+            "peak_mem": usage.peak_mem, "cpu_time_us": usage.cpu_time_us,
+            "waited_ms": usage.waited_ms, "ran_ms": usage.ran_ms,
+        }));
+        if oom {
+            let limit = usage.mem_limit.map(format_size).unwrap_or_else(|| "none".into());
+            let peak = usage.peak_mem.map(format_size).unwrap_or_else(|| "unknown".into());
+            eprintln!("sc: killed: out of memory (limit {limit}, peak {peak})");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The small verbs: `daemon`, `ps`, `status`, `cancel`/`pause`/`resume`,
+//! `config check`. Each connects, asks once, prints.
+
+use super::DaemonArgs;
+use crate::client;
+use crate::config::Config;
+use crate::daemon::{self, DaemonOptions};
+use anyhow::{Result, bail};
+use sc_protocol::units::{format_cpus, format_duration, format_size};
+use sc_protocol::{JobView, Request, Response};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+pub fn daemon(args: DaemonArgs) -> Result<()> {
+    let opts = DaemonOptions {
+        config: args.config,
+        socket: args.socket,
+        log_format: args.log_format.map(Into::into),
+        private: args.private,
+    };
+    // The daemon serves many connections at once: a multi-threaded runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(daemon::run(opts))
+}
+
+fn ask(req: Request) -> Result<Response> {
+    super::runtime()?.block_on(async {
+        let mut conn = client::connect_to(&client::choose_socket().path).await?;
+        conn.call(&req).await
+    })
+}
+
+fn refused(resp: Response) -> anyhow::Error {
+    match resp {
+        Response::Error { message, .. } => anyhow::anyhow!("{message}"),
+        other => anyhow::anyhow!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+pub fn ps(json: bool) -> Result<()> {
+    let jobs = match ask(Request::Ps)? {
+        Response::Jobs(j) => j,
+        other => return Err(refused(other)),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &jobs)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:>5}  {:<9}  {:>6}  {:>9}  {:>5}  {:>4}  {:>8}  COMMAND / WAITING FOR",
+        "ID", "STATE", "OWNER", "MEM", "CPUS", "PRIO", "AGE"
+    )?;
+    for j in &jobs {
+        writeln!(out, "{}", ps_line(j))?;
+    }
+    Ok(())
+}
+
+fn ps_line(j: &JobView) -> String {
+    let cmd = j.name.clone().unwrap_or_else(|| j.argv.join(" "));
+    let mut tail = truncate(&cmd, 60);
+    if let Some(w) = &j.waiting {
+        let pos = j.position.map(|p| format!(" (#{p} in queue)")).unwrap_or_default();
+        tail.push_str(&format!("  — {w}{pos}"));
+    }
+    format!(
+        "{:>5}  {:<9}  {:>6}  {:>9}  {:>5}  {:>4}  {:>8}  {}",
+        j.id,
+        j.state.to_string(),
+        j.owner,
+        format_size(j.reserved),
+        j.requests.cpu_milli.map(format_cpus).unwrap_or_else(|| "-".into()),
+        j.priority,
+        format_duration(Duration::from_millis(j.age_ms)),
+        tail
+    )
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn status(json: bool) -> Result<()> {
+    let st = match ask(Request::Status)? {
+        Response::Status(s) => s,
+        other => return Err(refused(other)),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &st)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let overridden = if st.capacity_overridden { " (from config)" } else { "" };
+    writeln!(out, "host:          {} (sc {}, daemon pid {}, up {})", st.hostname, st.version, st.pid, format_duration(Duration::from_millis(st.uptime_ms)))?;
+    writeln!(out, "socket:        {}", st.socket)?;
+    writeln!(out, "state dir:     {}", st.state_dir)?;
+    writeln!(out, "cores:         {} (overcommit {}, {} CPUs reserved)", st.cores, st.overcommit, format_cpus(st.cpu_reserved_milli))?;
+    writeln!(out, "memory:        {}{overridden}, {} available, {} reserve", format_size(st.mem_total), format_size(st.mem_available), format_size(st.mem_reserve))?;
+    writeln!(out, "reserved:      {} by running jobs ({} not yet used)", format_size(st.reserved), format_size(st.reserved_unused))?;
+    writeln!(out, "jobs:          {} running, {} queued", st.jobs_running, st.jobs_queued)?;
+    let b = &st.backend;
+    let enforced = if b.enforced.is_empty() { "nothing".to_string() } else { b.enforced.join(", ") };
+    writeln!(out, "cgroups:       {} — enforced: {enforced}", b.kind)?;
+    if let Some(r) = &b.not_enforced_reason {
+        writeln!(out, "               not enforced: {r}")?;
+    }
+    for p in &b.subtree {
+        writeln!(out, "               subtree {p}")?;
+    }
+    Ok(())
+}
+
+pub fn control(req: Request) -> Result<()> {
+    match ask(req)? {
+        Response::Ok { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        other => Err(refused(other)),
+    }
+}
+
+pub fn config_check(file: &Path) -> Result<()> {
+    match Config::load(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Err(e) => bail!("{e}"),
+    }
+}

@@ -1,0 +1,215 @@
+//! The one-shot verbs: `ps`, `status`, `cancel`, `pause`, `resume`.
+//!
+//! Each handler returns a `Response` (an error is data for the client, as in
+//! pueue). Who may act on a job is decided from the peer's SO_PEERCRED uid:
+//! its owner or root.
+
+use super::Shared;
+use super::session::Peer;
+use super::state::{Ending, StopReason, reap, record_end};
+use super::lifecycle;
+use sc_protocol::{BackendView, ErrorKind, HostStatus, JobId, JobState, JobView, Response};
+
+pub fn ps(shared: &Shared) -> Response {
+    let d = shared.daemon();
+    let jobs = d
+        .jobs
+        .values()
+        .map(|j| JobView {
+            id: j.id,
+            name: j.exec.name.clone(),
+            owner: j.owner,
+            argv: j.exec.argv.clone(),
+            cwd: j.exec.cwd.clone(),
+            requests: j.exec.requests.clone(),
+            reserved: j.reserved,
+            priority: j.exec.priority,
+            state: j.state,
+            waiting: j.last_wait.as_ref().map(|(r, _)| r.clone()),
+            position: j.last_wait.as_ref().map(|(_, p)| *p),
+            pid: j.pid,
+            age_ms: j.queued_at.elapsed().as_millis() as u64,
+            running_ms: j.started_at.map(|s| s.elapsed().as_millis() as u64),
+            mem_current: j
+                .cgroup
+                .as_ref()
+                .and_then(|c| c.usage().ok())
+                .and_then(|u| u.mem_current),
+        })
+        .collect();
+    Response::Jobs(jobs)
+}
+
+pub fn status(shared: &Shared) -> Response {
+    let d = shared.daemon();
+    let snap = d.snapshot();
+    let info = d.tree.info();
+    let reserved: u64 = d
+        .jobs
+        .values()
+        .filter(|j| j.holds_resources())
+        .map(|j| j.reserved)
+        .sum();
+    let reserved_unused: u64 = snap
+        .holders
+        .iter()
+        .map(|h| h.mem_reserved.saturating_sub(h.mem_used))
+        .sum();
+    let cpu_reserved: u64 = snap.holders.iter().map(|h| u64::from(h.cpu_milli)).sum();
+    let status = HostStatus {
+        hostname: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        uptime_ms: d.started.elapsed().as_millis() as u64,
+        socket: d.socket.display().to_string(),
+        state_dir: d.store.dir().display().to_string(),
+        cores: d.capacity.cores,
+        overcommit: d.capacity.overcommit,
+        mem_total: d.capacity.mem_total,
+        mem_available: snap.host.map(|h| h.mem_available).unwrap_or(0),
+        mem_reserve: d.capacity.reserve,
+        reserved,
+        reserved_unused,
+        cpu_reserved_milli: cpu_reserved.min(u64::from(u32::MAX)) as u32,
+        jobs_queued: d.jobs.values().filter(|j| j.is_queued()).count() as u32,
+        jobs_running: d.jobs.values().filter(|j| j.holds_resources()).count() as u32,
+        backend: BackendView {
+            kind: info.kind.to_string(),
+            enforced: info.enforced,
+            not_enforced_reason: info.not_enforced_reason,
+            subtree: info.root.iter().map(|p| p.display().to_string()).collect(),
+        },
+        capacity_overridden: d.capacity.overridden,
+    };
+    Response::Status(Box::new(status))
+}
+
+fn check_owner(peer: Peer, owner: u32, id: JobId, verb: &str) -> Result<(), Response> {
+    if peer.uid == 0 || peer.uid == owner {
+        Ok(())
+    } else {
+        Err(Response::error(
+            ErrorKind::PermissionDenied,
+            format!(
+                "permission denied: job {id} belongs to uid {owner}; only its owner or root may {verb} it"
+            ),
+        ))
+    }
+}
+
+fn not_found(id: JobId) -> Response {
+    Response::error(ErrorKind::NotFound, format!("no job {id} on this host"))
+}
+
+pub async fn cancel(shared: &Shared, peer: Peer, id: JobId) -> Response {
+    let queued = {
+        let mut d = shared.daemon();
+        let Some(job) = d.jobs.get(&id) else {
+            return not_found(id);
+        };
+        if let Err(e) = check_owner(peer, job.owner, id, "cancel") {
+            return e;
+        }
+        if job.pid.is_none() {
+            let store = d.store.clone();
+            d.take(id).map(|j| (j, store))
+        } else {
+            None
+        }
+    };
+    match queued {
+        Some((job, store)) => {
+            let reason = format!("cancelled by uid {} before it started", peer.uid);
+            job.send(Response::Cancelled {
+                job: id,
+                reason: reason.clone(),
+                timed_out: false,
+            });
+            shared.kick();
+            let usage = reap(&job);
+            record_end(
+                &store,
+                &job,
+                &Ending {
+                    outcome: "cancelled",
+                    reason: Some(reason),
+                    ..Default::default()
+                },
+                &usage,
+            );
+            Response::Ok {
+                message: format!("job {id} cancelled (it had not started)"),
+            }
+        }
+        None => {
+            lifecycle::stop(shared, id, StopReason::Cancelled { by: peer.uid }).await;
+            Response::Ok {
+                message: format!("job {id} cancelled"),
+            }
+        }
+    }
+}
+
+pub fn pause(shared: &Shared, peer: Peer, id: JobId, by: &str) -> Response {
+    let mut d = shared.daemon();
+    let Some(job) = d.jobs.get_mut(&id) else {
+        return not_found(id);
+    };
+    if let Err(e) = check_owner(peer, job.owner, id, "pause") {
+        return e;
+    }
+    if job.state != JobState::Running {
+        return Response::error(
+            ErrorKind::BadRequest,
+            format!("job {id} is {}; only a running job can be paused", job.state),
+        );
+    }
+    let Some(cg) = &job.cgroup else {
+        return Response::error(
+            ErrorKind::BadRequest,
+            format!("job {id} cannot be paused: this host has no cgroup freezer (backend none)"),
+        );
+    };
+    if let Err(e) = cg.freeze() {
+        return Response::error(ErrorKind::Internal, format!("cannot freeze job {id}: {e}"));
+    }
+    job.state = JobState::Paused;
+    job.send(Response::Paused {
+        job: id,
+        by: by.to_string(),
+    });
+    tracing::info!(job = id, by, "job paused");
+    Response::Ok {
+        message: format!("job {id} paused"),
+    }
+}
+
+pub fn resume(shared: &Shared, peer: Peer, id: JobId) -> Response {
+    let mut d = shared.daemon();
+    let Some(job) = d.jobs.get_mut(&id) else {
+        return not_found(id);
+    };
+    if let Err(e) = check_owner(peer, job.owner, id, "resume") {
+        return e;
+    }
+    if job.state != JobState::Paused {
+        return Response::error(
+            ErrorKind::BadRequest,
+            format!("job {id} is {}, not paused", job.state),
+        );
+    }
+    if let Some(cg) = &job.cgroup
+        && let Err(e) = cg.thaw()
+    {
+        return Response::error(ErrorKind::Internal, format!("cannot thaw job {id}: {e}"));
+    }
+    job.state = JobState::Running;
+    job.send(Response::Resumed { job: id });
+    tracing::info!(job = id, "job resumed");
+    Response::Ok {
+        message: format!("job {id} resumed"),
+    }
+}

@@ -1,0 +1,318 @@
+//! A job's way through the daemon: accepted and recorded, re-attached after
+//! a restart, placed into its cgroup, stopped on cancel or timeout.
+//!
+//! Each step changes the table under the lock and acknowledges only after
+//! the effect has happened (record written, pid in its cgroup).
+
+use super::Shared;
+use super::session::{Peer, new_job};
+use super::state::{ClientLink, StopReason, wall_ms};
+use crate::admission::impossible;
+use sc_protocol::{ErrorKind, ExecRequest, JobId, JobState, PRIORITY_MAX_ABS, Response};
+use sc_supervisor::Limits;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+pub fn limits_of(exec: &ExecRequest) -> Limits {
+    let r = &exec.requests;
+    Limits {
+        // --mem is also the hard limit unless --mem-limit says otherwise.
+        mem_max: r.mem_limit.or(r.mem),
+        mem_high: r.mem_high,
+        cpu_milli: r.cpu_milli,
+        pids_max: r.pids,
+    }
+}
+
+fn validate(exec: &ExecRequest, peer: Peer) -> Result<(), String> {
+    if exec.argv.is_empty() || exec.argv[0].is_empty() {
+        return Err("no command given".into());
+    }
+    if exec.uid != peer.uid {
+        return Err(format!(
+            "request claims uid {} but the socket says uid {}",
+            exec.uid, peer.uid
+        ));
+    }
+    if exec.priority.abs() > PRIORITY_MAX_ABS {
+        return Err(format!(
+            "priority {} is out of range (-{PRIORITY_MAX_ABS}..={PRIORITY_MAX_ABS})",
+            exec.priority
+        ));
+    }
+    let r = &exec.requests;
+    if r.mem == Some(0) || r.mem_limit == Some(0) {
+        return Err("a memory size of 0 is not a request".into());
+    }
+    if let (Some(m), Some(l)) = (r.mem, r.mem_limit)
+        && l < m
+    {
+        return Err("--mem-limit is smaller than --mem: the job could never use its reservation".into());
+    }
+    if r.cpu_milli == Some(0) {
+        return Err("--cpus must be more than 0".into());
+    }
+    if r.pids == Some(0) {
+        return Err("--pids must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Accept an `Exec`: check it, record it, queue it, answer `Queued`.
+/// Returns the job id and connection number, or `None` after an error reply.
+pub fn enqueue(
+    shared: &Shared,
+    peer: Peer,
+    exec: ExecRequest,
+    tx: UnboundedSender<Response>,
+) -> Option<(JobId, u64)> {
+    if let Err(msg) = validate(&exec, peer) {
+        let _ = tx.send(Response::error(ErrorKind::BadRequest, msg));
+        return None;
+    }
+    let mut d = shared.daemon();
+    let reserved = exec.requests.mem.unwrap_or(d.capacity.default_mem);
+    if let Some(msg) = impossible(
+        d.capacity.mem_total,
+        d.capacity.reserve,
+        d.capacity.cpu_capacity_milli(),
+        reserved,
+        exec.requests.cpu_milli.unwrap_or(0),
+    ) {
+        let _ = tx.send(Response::error(ErrorKind::Impossible, msg));
+        return None;
+    }
+    let id = d.alloc_id();
+    let seq = d.alloc_seq();
+    d.next_conn += 1;
+    let conn = d.next_conn;
+    let link = ClientLink {
+        conn,
+        tx: tx.clone(),
+    };
+    let job = new_job(id, seq, peer.uid, exec, reserved, link);
+    if let Err(e) = d.store.save_job(&job.persisted()) {
+        let _ = tx.send(Response::error(
+            ErrorKind::Internal,
+            format!("cannot record the job, not accepting it: {e}"),
+        ));
+        return None;
+    }
+    tracing::info!(job = id, owner = peer.uid, argv = ?job.exec.argv, "job queued");
+    d.jobs.insert(id, job);
+    let position = d.jobs.values().filter(|j| j.is_queued()).count() as u32;
+    drop(d);
+    let _ = tx.send(Response::Queued { job: id, position });
+    shared.kick();
+    Some((id, conn))
+}
+
+/// An `sc exec` comes back after a daemon restart (or a lost connection).
+pub fn reattach(
+    shared: &Shared,
+    peer: Peer,
+    exec: ExecRequest,
+    id: JobId,
+    pid: Option<u32>,
+    waited_ms: u64,
+    tx: UnboundedSender<Response>,
+) -> Option<(JobId, u64)> {
+    let mut d = shared.daemon();
+    d.next_conn += 1;
+    let conn = d.next_conn;
+    let link = ClientLink {
+        conn,
+        tx: tx.clone(),
+    };
+    let Some(job) = d.jobs.get_mut(&id) else {
+        drop(d);
+        if pid.is_some() {
+            let _ = tx.send(Response::error(
+                ErrorKind::NotFound,
+                format!("this daemon has no record of job {id}; it runs on unsupervised"),
+            ));
+            return None;
+        }
+        // A queued job this daemon never saw (another state dir): queue it anew.
+        let _ = waited_ms;
+        return enqueue(shared, peer, exec, tx);
+    };
+    if job.owner != peer.uid && peer.uid != 0 {
+        let _ = tx.send(Response::error(
+            ErrorKind::PermissionDenied,
+            format!("job {id} belongs to uid {}", job.owner),
+        ));
+        return None;
+    }
+    if job.pid != pid {
+        let _ = tx.send(Response::error(
+            ErrorKind::BadRequest,
+            format!("job {id} has pid {:?} on record, not {pid:?}", job.pid),
+        ));
+        return None;
+    }
+    job.client = Some(link);
+    job.detached_until = None;
+    job.last_wait = None;
+    job.state = match (pid, &job.cgroup) {
+        (None, _) => JobState::Queued,
+        (Some(_), Some(cg)) if cg.is_frozen().unwrap_or(false) => JobState::Paused,
+        (Some(_), _) => JobState::Running,
+    };
+    tracing::info!(job = id, state = %job.state, "sc exec re-attached");
+    drop(d);
+    let _ = tx.send(Response::Reattached { job: id });
+    shared.kick();
+    Some((id, conn))
+}
+
+/// The granted job's child exists (blocked before exec): put it in its
+/// cgroup with its limits, then answer `Placed` so it may exec.
+pub fn place(shared: &Shared, peer: Peer, id: JobId, pid: u32) -> Response {
+    let mut d = shared.daemon();
+    let backend = d.tree.info();
+    let enforcing = !matches!(backend.kind, sc_supervisor::BackendKind::None);
+    let Some(job) = d.jobs.get(&id) else {
+        return Response::error(ErrorKind::NotFound, format!("no job {id}"));
+    };
+    if job.state != JobState::Starting {
+        return Response::error(
+            ErrorKind::BadRequest,
+            format!("job {id} is {}, not granted", job.state),
+        );
+    }
+    // Only the caller's own child may be placed: otherwise anyone could move
+    // someone else's process under a job's limits.
+    let parent = parent_pid(pid);
+    if peer.pid.is_none() || parent != peer.pid {
+        return Response::error(
+            ErrorKind::PermissionDenied,
+            format!("process {pid} is not a child of the calling sc exec"),
+        );
+    }
+    let limits = job.limits.clone();
+    let cgroup = if enforcing {
+        let rel = format!("jobs/{id}");
+        let placed = d
+            .tree
+            .create(&rel, &limits)
+            .and_then(|cg| cg.add_pid(pid).map(|()| cg));
+        match placed {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                return Response::error(
+                    ErrorKind::Internal,
+                    format!("cannot place job {id} in its cgroup, not starting it: {e}"),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let Some(job) = d.jobs.get_mut(&id) else {
+        return Response::error(ErrorKind::NotFound, format!("no job {id}"));
+    };
+    job.pid = Some(pid);
+    job.cgroup = cgroup;
+    job.state = JobState::Running;
+    job.started_at = Some(Instant::now());
+    job.started_wall = Some(wall_ms());
+    let timeout = job.exec.timeout_ms.map(Duration::from_millis);
+    let cgroup_path = job
+        .cgroup
+        .as_ref()
+        .and_then(|c| c.paths().first().map(|p| p.display().to_string()));
+    d.persist(id);
+    drop(d);
+    if let Some(after) = timeout {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            stop(&shared, id, StopReason::TimedOut { after }).await;
+        });
+    }
+    tracing::info!(job = id, pid, cgroup = ?cgroup_path, "job started");
+    Response::Placed {
+        job: id,
+        cgroup: cgroup_path,
+        enforced: backend.enforced,
+    }
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Stop a running job: tell its client why, SIGTERM every process of it,
+/// SIGKILL what is left after the grace period. Its `sc exec` then sees the
+/// child die and reports the exit as usual.
+pub async fn stop(shared: &Shared, id: JobId, reason: StopReason) {
+    let (cgroup, pid, grace) = {
+        let mut d = shared.daemon();
+        let grace = d.kill_grace;
+        let Some(job) = d.jobs.get_mut(&id) else { return };
+        if job.stopping.is_some() || !matches!(job.state, JobState::Running | JobState::Paused) {
+            return;
+        }
+        let (msg, timed_out) = match &reason {
+            StopReason::Cancelled { by } => (format!("cancelled by uid {by}"), false),
+            StopReason::TimedOut { after } => (
+                format!(
+                    "timed out after {}",
+                    sc_protocol::units::format_duration(*after)
+                ),
+                true,
+            ),
+        };
+        tracing::info!(job = id, "stopping job: {msg}");
+        job.send(Response::Cancelled {
+            job: id,
+            reason: msg,
+            timed_out,
+        });
+        job.stopping = Some(reason);
+        (job.cgroup.clone(), job.pid, grace)
+    };
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _ = tokio::task::spawn_blocking(move || {
+        match &cgroup {
+            Some(cg) => {
+                let _ = cg.signal_all(Signal::SIGTERM);
+                // A frozen job cannot act on SIGTERM.
+                let _ = cg.thaw();
+            }
+            None => {
+                if let Some(pid) = pid {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            let alive = match &cgroup {
+                Some(cg) => cg.is_populated().unwrap_or(false),
+                None => pid.is_some_and(|p| kill(Pid::from_raw(p as i32), None).is_ok()),
+            };
+            if !alive {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match &cgroup {
+            Some(cg) => {
+                let _ = cg.kill_all();
+            }
+            None => {
+                if let Some(pid) = pid {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,308 @@
+//! One client connection: the hello exchange, then either a single `exec`
+//! job's whole life or any number of one-shot verbs (`ps`, `cancel`, ...).
+//!
+//! Every reply goes through one writer task fed by a channel, so the
+//! scheduler can push `Waiting`/`Granted` to a job's client without touching
+//! its socket. Bad input gets an error frame naming the problem, then the
+//! connection closes; nothing here can take the daemon down.
+
+use super::state::{ClientLink, Ending, Job, StopReason, reap, record_end, wall_ms};
+use super::{Shared, control, lifecycle};
+use crate::wire::{FrameReader, WireError, write_msg};
+use sc_protocol::codec::{CodecError, FrameKind};
+use sc_protocol::{ChildExit, ErrorKind, ExecRequest, JobId, JobState, PROTOCOL_VERSION, Request, Response};
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::mpsc;
+
+/// Who is on the other end, from SO_PEERCRED (never from the messages).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<u32>,
+}
+
+pub async fn serve(shared: Shared, stream: UnixStream) {
+    let peer = match stream.peer_cred() {
+        Ok(c) => Peer {
+            uid: c.uid(),
+            pid: c.pid().map(|p| p as u32),
+        },
+        Err(e) => {
+            tracing::warn!("cannot read peer credentials, closing: {e}");
+            return;
+        }
+    };
+    let (r, mut w) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Response>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if write_msg(&mut w, FrameKind::Response, &msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    let mut reader = FrameReader::new(r, FrameKind::Request);
+    run(&shared, peer, &mut reader, &tx).await;
+    drop(tx);
+    let _ = writer.await;
+}
+
+fn error_for(e: &WireError) -> Option<Response> {
+    match e {
+        WireError::Io(_) => None,
+        WireError::Codec(c) => {
+            let kind = match c {
+                CodecError::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
+                CodecError::TooLarge { .. } => ErrorKind::TooLarge,
+                _ => ErrorKind::BadFrame,
+            };
+            Some(Response::error(kind, c.to_string()))
+        }
+    }
+}
+
+async fn next(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    tx: &mpsc::UnboundedSender<Response>,
+) -> Option<Request> {
+    match reader.next::<Request>().await {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("bad input from a client: {e}");
+            if let Some(resp) = error_for(&e) {
+                let _ = tx.send(resp);
+            }
+            None
+        }
+    }
+}
+
+async fn run(
+    shared: &Shared,
+    peer: Peer,
+    reader: &mut FrameReader<OwnedReadHalf>,
+    tx: &mpsc::UnboundedSender<Response>,
+) {
+    match next(reader, tx).await {
+        Some(Request::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => {
+            let _ = tx.send(Response::Hello {
+                protocol: PROTOCOL_VERSION,
+                daemon: format!("sc {}", env!("CARGO_PKG_VERSION")),
+            });
+        }
+        Some(Request::Hello { protocol, .. }) => {
+            let _ = tx.send(Response::error(
+                ErrorKind::UnsupportedVersion,
+                format!("client speaks protocol {protocol}, this daemon speaks {PROTOCOL_VERSION}"),
+            ));
+            return;
+        }
+        Some(_) => {
+            let _ = tx.send(Response::error(
+                ErrorKind::BadRequest,
+                "the first message on a connection must be Hello",
+            ));
+            return;
+        }
+        None => return,
+    }
+    while let Some(req) = next(reader, tx).await {
+        match req {
+            Request::Exec(exec) => {
+                let job = lifecycle::enqueue(shared, peer, exec, tx.clone());
+                if let Some(job) = job {
+                    exec_loop(shared, peer, job, reader, tx).await;
+                }
+                return;
+            }
+            Request::Reattach {
+                exec,
+                job,
+                pid,
+                waited_ms,
+            } => {
+                let job = lifecycle::reattach(shared, peer, exec, job, pid, waited_ms, tx.clone());
+                if let Some(job) = job {
+                    exec_loop(shared, peer, job, reader, tx).await;
+                }
+                return;
+            }
+            Request::Ps => {
+                let _ = tx.send(control::ps(shared));
+            }
+            Request::Status => {
+                let _ = tx.send(control::status(shared));
+            }
+            Request::Cancel { job } => {
+                let _ = tx.send(control::cancel(shared, peer, job).await);
+            }
+            Request::Pause { job } => {
+                let _ = tx.send(control::pause(shared, peer, job, "sc pause"));
+            }
+            Request::Resume { job } => {
+                let _ = tx.send(control::resume(shared, peer, job));
+            }
+            Request::Hello { .. } | Request::Spawned { .. } | Request::Exited { .. } => {
+                let _ = tx.send(Response::error(
+                    ErrorKind::BadRequest,
+                    "this message is only valid on an exec connection, after Exec",
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// The rest of an `sc exec` connection: placement, exit, or the client going away.
+async fn exec_loop(
+    shared: &Shared,
+    peer: Peer,
+    (job, conn): (JobId, u64),
+    reader: &mut FrameReader<OwnedReadHalf>,
+    tx: &mpsc::UnboundedSender<Response>,
+) {
+    let mut finished = false;
+    while let Some(req) = next(reader, tx).await {
+        match req {
+            Request::Spawned { job: j, pid } if j == job && !finished => {
+                let resp = lifecycle::place(shared, peer, job, pid);
+                let _ = tx.send(resp);
+            }
+            Request::Exited { job: j, exit } if j == job && !finished => {
+                let resp = finish(shared, job, conn, exit).await;
+                finished = matches!(resp, Response::Finished { .. });
+                let _ = tx.send(resp);
+            }
+            other => {
+                let _ = tx.send(Response::error(
+                    ErrorKind::BadRequest,
+                    format!("unexpected message on the connection of job {job}: {other:?}"),
+                ));
+                break;
+            }
+        }
+    }
+    if !finished {
+        client_gone(shared, job, conn).await;
+    }
+}
+
+/// The job's child ended: account, clean up, record.
+async fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Response {
+    let (job, store) = {
+        let mut d = shared.daemon();
+        let ours = d
+            .jobs
+            .get(&id)
+            .is_some_and(|j| j.client.as_ref().is_some_and(|c| c.conn == conn));
+        if !ours {
+            return Response::error(ErrorKind::NotFound, format!("job {id} is not attached here"));
+        }
+        let Some(job) = d.take(id) else {
+            return Response::error(ErrorKind::NotFound, format!("no job {id}"));
+        };
+        (job, d.store.clone())
+    };
+    shared.kick();
+    let job = tokio::task::spawn_blocking(move || {
+        let usage = reap(&job);
+        let mut ending = match exit {
+            ChildExit::Code(c) => Ending {
+                outcome: "exited",
+                code: Some(c),
+                ..Default::default()
+            },
+            ChildExit::Signal(s) => Ending {
+                outcome: "signal",
+                signal: Some(s),
+                ..Default::default()
+            },
+            ChildExit::SpawnFailed { errno } => Ending {
+                outcome: "spawn-failed",
+                reason: Some(std::io::Error::from_raw_os_error(errno).to_string()),
+                ..Default::default()
+            },
+        };
+        match &job.stopping {
+            Some(StopReason::Cancelled { by }) => {
+                ending.outcome = "cancelled";
+                ending.reason = Some(format!("cancelled by uid {by}"));
+            }
+            Some(StopReason::TimedOut { after }) => {
+                ending.outcome = "timed-out";
+                ending.reason = Some(format!("timed out after {after:?}"));
+            }
+            None => {}
+        }
+        if usage.oom_kills > 0 {
+            ending.reason = Some(format!("{} OOM kill(s)", usage.oom_kills));
+        }
+        record_end(&store, &job, &ending, &usage);
+        (job.id, usage)
+    })
+    .await;
+    match job {
+        Ok((job, usage)) => Response::Finished { job, usage },
+        Err(e) => Response::error(ErrorKind::Internal, format!("cannot finish job {id}: {e}")),
+    }
+}
+
+/// The `sc exec` connection closed before the job's end was reported: the
+/// job has lost its supervisor, so it is killed and recorded.
+async fn client_gone(shared: &Shared, id: JobId, conn: u64) {
+    let taken = {
+        let mut d = shared.daemon();
+        let ours = d
+            .jobs
+            .get(&id)
+            .is_some_and(|j| j.client.as_ref().is_some_and(|c| c.conn == conn));
+        if !ours {
+            return;
+        }
+        let store = d.store.clone();
+        d.take(id).map(|j| (j, store))
+    };
+    let Some((job, store)) = taken else { return };
+    shared.kick();
+    let was = job.state;
+    tracing::info!(job = id, state = %was, "sc exec went away; ending its job");
+    let _ = tokio::task::spawn_blocking(move || {
+        let usage = reap(&job);
+        let ending = Ending {
+            outcome: "client-gone",
+            reason: Some(format!("the sc exec process went away while the job was {was}")),
+            ..Default::default()
+        };
+        record_end(&store, &job, &ending, &usage);
+    })
+    .await;
+}
+
+/// Build a fresh job from an exec request (shared by enqueue and reattach).
+pub fn new_job(id: JobId, seq: u64, owner: u32, exec: ExecRequest, reserved: u64, client: ClientLink) -> Job {
+    let limits = lifecycle::limits_of(&exec);
+    Job {
+        id,
+        seq,
+        owner,
+        exec,
+        reserved,
+        limits,
+        state: JobState::Queued,
+        queued_at: Instant::now(),
+        queued_wall: wall_ms(),
+        started_at: None,
+        started_wall: None,
+        pid: None,
+        cgroup: None,
+        client: Some(client),
+        last_wait: None,
+        detached_until: None,
+        stopping: None,
+    }
+}

@@ -1,0 +1,276 @@
+//! Daemon start-up and shutdown: config, logging, the state-dir lock, the
+//! socket and its permissions, the cgroup subtree, adoption of what a
+//! previous instance left, then the accept loop.
+
+use super::Shared;
+use super::state::{Capacity, Daemon, Job};
+use super::{scheduler, session};
+use crate::client;
+use crate::config::{Config, LogFormat, Resolved};
+use anyhow::{Context, Result, bail};
+use sc_protocol::JobState;
+use sc_supervisor::CgroupTree;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokio::net::UnixListener;
+
+pub const SYSTEM_CONFIG: &str = "/etc/sc/sidecar.toml";
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/sc";
+
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    pub config: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    /// Started by `sc exec` for one user: ignore the system config.
+    pub private: bool,
+}
+
+fn load_config(opts: &DaemonOptions) -> Result<Resolved> {
+    if let Some(path) = &opts.config {
+        return Ok(Config::load(path)?);
+    }
+    if !opts.private && Path::new(SYSTEM_CONFIG).exists() {
+        return Ok(Config::load(Path::new(SYSTEM_CONFIG))?);
+    }
+    Ok(Resolved::defaults())
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// FNV-1a: a stable name for this daemon's cgroup subtree, derived from its
+/// state dir, so a restarted daemon finds the groups its predecessor made and
+/// two daemons on one host never share one.
+fn instance_name(state_dir: &Path) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in state_dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("sc-{:08x}", h as u32)
+}
+
+/// Take the state dir's lock for the daemon's lifetime; a second daemon on
+/// the same state dir fails here instead of corrupting it.
+fn lock_state_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("daemon.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if let Err(e) = nix::fcntl::Flock::lock(file.try_clone()?, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        bail!(
+            "another sc daemon already uses the state dir {} ({})",
+            dir.display(),
+            e.1
+        );
+    }
+    Ok(file)
+}
+
+fn bind_socket(path: &Path, group: Option<&str>) -> Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create socket dir {}", parent.display()))?;
+            // A private socket's dir is the user's alone; a system socket's
+            // dir must let the group through.
+            let mode = if group.is_some() { 0o755 } else { 0o700 };
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode));
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another sc daemon is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    let mode = match group {
+        Some(name) => {
+            let group = nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .with_context(|| format!("socket_group {name:?} does not exist"))?;
+            nix::unistd::chown(path, None, Some(group.gid))
+                .with_context(|| format!("cannot give {} to group {name}", path.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    Ok(listener)
+}
+
+fn capacity(cfg: &Resolved) -> Result<Capacity> {
+    let (mem_total, overridden) = match cfg.memory {
+        Some(m) => (m, true),
+        None => (
+            sc_supervisor::host::read_meminfo()
+                .context("cannot read /proc/meminfo")?
+                .total,
+            false,
+        ),
+    };
+    let cores = cfg.cores.unwrap_or_else(sc_supervisor::host::cpu_count);
+    // Default reserve: 5 % of memory, at most 1 GiB.
+    let reserve = cfg.reserve.unwrap_or((mem_total / 20).min(1 << 30));
+    Ok(Capacity {
+        mem_total,
+        overridden,
+        cores,
+        overcommit: cfg.overcommit,
+        reserve,
+        default_mem: cfg.default_mem,
+    })
+}
+
+/// Rebuild the job table from the records of a previous instance. Jobs come
+/// back detached: they count against headroom until their `sc exec`
+/// re-attaches or the grace period runs out.
+fn adopt(daemon: &mut Daemon) {
+    let (records, problems) = daemon.store.load_jobs();
+    for p in problems {
+        tracing::warn!("skipping unreadable job record: {p}");
+    }
+    let now = Instant::now();
+    let wall = super::state::wall_ms();
+    for rec in records {
+        let pid = match rec.state {
+            super::store::PersistedState::Running { pid } => Some(pid),
+            super::store::PersistedState::Queued => None,
+        };
+        let cgroup = match pid {
+            Some(_) => daemon.tree.open(&format!("jobs/{}", rec.id)).ok().flatten(),
+            None => None,
+        };
+        let ago = |t: u64| std::time::Duration::from_millis(wall.saturating_sub(t));
+        let job = Job {
+            id: rec.id,
+            seq: rec.seq,
+            owner: rec.owner,
+            limits: super::lifecycle::limits_of(&rec.exec),
+            exec: rec.exec,
+            reserved: rec.reserved,
+            state: JobState::Detached,
+            queued_at: now.checked_sub(ago(rec.queued_at)).unwrap_or(now),
+            queued_wall: rec.queued_at,
+            started_at: rec.started_at.map(|t| now.checked_sub(ago(t)).unwrap_or(now)),
+            started_wall: rec.started_at,
+            pid,
+            cgroup,
+            client: None,
+            last_wait: None,
+            detached_until: Some(now + daemon.reattach_grace),
+            stopping: None,
+        };
+        tracing::info!(job = job.id, pid = ?pid, "adopted job from the previous daemon; waiting for its sc exec");
+        daemon.next_seq = daemon.next_seq.max(job.seq);
+        daemon.next_id = daemon.next_id.max(job.id + 1);
+        daemon.jobs.insert(job.id, job);
+    }
+    // Groups with no record are leftovers nobody supervises.
+    if let Ok(names) = daemon.tree.list("jobs") {
+        for name in names {
+            let known = name.parse().ok().is_some_and(|id| daemon.jobs.contains_key(&id));
+            if !known && let Ok(Some(cg)) = daemon.tree.open(&format!("jobs/{name}")) {
+                tracing::warn!(group = name, "removing a job cgroup with no record");
+                let _ = cg.remove();
+            }
+        }
+    }
+}
+
+pub async fn run(opts: DaemonOptions) -> Result<()> {
+    let cfg = load_config(&opts)?;
+    init_logging(opts.log_format.unwrap_or(cfg.log_format));
+    let socket = opts
+        .socket
+        .clone()
+        .or(cfg.socket.clone())
+        .unwrap_or_else(client::private_socket);
+    let state_dir = match &cfg.state_dir {
+        Some(d) => d.clone(),
+        None if socket == Path::new(client::SYSTEM_SOCKET) => PathBuf::from(SYSTEM_STATE_DIR),
+        None => client::private_state_dir(),
+    };
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    let state_dir = state_dir.canonicalize().unwrap_or(state_dir);
+    let _lock = lock_state_dir(&state_dir)?;
+    let store = super::store::Store::open(&state_dir)?;
+    let capacity = capacity(&cfg)?;
+    let tree = CgroupTree::detect(&instance_name(&state_dir));
+    let info = tree.info();
+    tracing::info!(
+        backend = %info.kind,
+        enforced = ?info.enforced,
+        reason = ?info.not_enforced_reason,
+        subtree = ?info.root,
+        "cgroups"
+    );
+    let mut daemon = Daemon {
+        jobs: Default::default(),
+        next_id: store.next_id()?,
+        next_seq: 0,
+        next_conn: 0,
+        capacity,
+        tree,
+        store,
+        started: Instant::now(),
+        socket: socket.clone(),
+        reattach_grace: cfg.reattach_grace,
+        kill_grace: cfg.kill_grace,
+    };
+    adopt(&mut daemon);
+    let listener = bind_socket(&socket, cfg.socket_group.as_deref())?;
+    tracing::info!(
+        socket = %socket.display(),
+        state_dir = %state_dir.display(),
+        memory = daemon.capacity.mem_total,
+        cores = daemon.capacity.cores,
+        "sc daemon ready"
+    );
+    let shared = Shared::new(daemon);
+    tokio::spawn(scheduler::run(shared.clone()));
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(session::serve(shared.clone(), stream));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("sc daemon stopping; running jobs keep running and re-attach to the next daemon");
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! The daemon's in-memory job table and host capacity: the state every
+//! connection, the scheduler and the control verbs share behind one mutex.
+//!
+//! Locking rule (pueue's): lock once per unit of work, never across an
+//! `.await`, and never around anything slow (killing a cgroup may take a
+//! second): take what is needed out of the table, unlock, then act.
+//! Runtime-only things (client channels, cgroup handles) live here, never in
+//! `sc_protocol`.
+
+use super::store::{HistoryRecord, PersistedJob, PersistedState, Store};
+use crate::admission::{Candidate, Holder, HostReading, Snapshot};
+use sc_protocol::{ExecRequest, JobId, JobState, JobUsage, Response, WaitReason};
+use sc_supervisor::{Cgroup, CgroupTree, Limits};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The `sc exec` connection a job belongs to.
+#[derive(Debug, Clone)]
+pub struct ClientLink {
+    /// Connection number, so a stale connection's close is not mistaken for
+    /// the current one's after a re-attach.
+    pub conn: u64,
+    pub tx: UnboundedSender<Response>,
+}
+
+/// Why a running job is being stopped by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    Cancelled { by: u32 },
+    TimedOut { after: Duration },
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub id: JobId,
+    pub seq: u64,
+    pub owner: u32,
+    pub exec: ExecRequest,
+    /// Memory reservation for admission (the request or the default).
+    pub reserved: u64,
+    pub limits: Limits,
+    pub state: JobState,
+    pub queued_at: Instant,
+    pub queued_wall: u64,
+    pub started_at: Option<Instant>,
+    pub started_wall: Option<u64>,
+    pub pid: Option<u32>,
+    pub cgroup: Option<Cgroup>,
+    pub client: Option<ClientLink>,
+    /// Last reason and position told to the client.
+    pub last_wait: Option<(WaitReason, u32)>,
+    /// For detached jobs: when they count as abandoned.
+    pub detached_until: Option<Instant>,
+    pub stopping: Option<StopReason>,
+}
+
+impl Job {
+    pub fn holds_resources(&self) -> bool {
+        match self.state {
+            JobState::Queued => false,
+            JobState::Detached => self.pid.is_some(),
+            JobState::Starting | JobState::Running | JobState::Paused => true,
+        }
+    }
+
+    pub fn is_queued(&self) -> bool {
+        self.state == JobState::Queued
+    }
+
+    pub fn persisted(&self) -> PersistedJob {
+        PersistedJob {
+            id: self.id,
+            seq: self.seq,
+            owner: self.owner,
+            exec: self.exec.clone(),
+            reserved: self.reserved,
+            state: match self.pid {
+                Some(pid) => PersistedState::Running { pid },
+                None => PersistedState::Queued,
+            },
+            queued_at: self.queued_wall,
+            started_at: self.started_wall,
+        }
+    }
+
+    pub fn send(&self, msg: Response) {
+        if let Some(c) = &self.client {
+            let _ = c.tx.send(msg);
+        }
+    }
+
+    pub fn mem_used(&self) -> u64 {
+        self.cgroup
+            .as_ref()
+            .and_then(|c| c.usage().ok())
+            .and_then(|u| u.mem_current)
+            .unwrap_or(0)
+    }
+}
+
+/// What admission works against, resolved from the config and the machine.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    pub mem_total: u64,
+    /// Memory comes from the config, not /proc/meminfo.
+    pub overridden: bool,
+    pub cores: u32,
+    pub overcommit: f64,
+    pub reserve: u64,
+    pub default_mem: u64,
+}
+
+impl Capacity {
+    pub fn cpu_capacity_milli(&self) -> u64 {
+        (f64::from(self.cores) * self.overcommit * 1000.0) as u64
+    }
+
+    /// Memory available now: the configured capacity minus what jobs use,
+    /// or the kernel's MemAvailable.
+    pub fn mem_available(&self, used_by_jobs: u64) -> Option<u64> {
+        if self.overridden {
+            Some(self.mem_total.saturating_sub(used_by_jobs))
+        } else {
+            sc_supervisor::host::read_meminfo().ok().map(|m| m.available)
+        }
+    }
+}
+
+pub struct Daemon {
+    pub jobs: BTreeMap<JobId, Job>,
+    pub next_id: JobId,
+    pub next_seq: u64,
+    pub next_conn: u64,
+    pub capacity: Capacity,
+    pub tree: CgroupTree,
+    pub store: Store,
+    pub started: Instant,
+    pub socket: PathBuf,
+    pub reattach_grace: Duration,
+    pub kill_grace: Duration,
+}
+
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    /// The admission snapshot: host reading, holders, queue.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut holders = Vec::new();
+        let mut used_total = 0;
+        let mut queue = Vec::new();
+        for job in self.jobs.values() {
+            if job.holds_resources() {
+                let used = job.mem_used();
+                used_total += used;
+                holders.push(Holder {
+                    mem_reserved: job.reserved,
+                    mem_used: used,
+                    cpu_milli: job.exec.requests.cpu_milli.unwrap_or(0),
+                });
+            } else if job.is_queued() && job.client.is_some() {
+                queue.push(Candidate {
+                    id: job.id,
+                    priority: job.exec.priority,
+                    seq: job.seq,
+                    mem: job.reserved,
+                    cpu_milli: job.exec.requests.cpu_milli.unwrap_or(0),
+                });
+            }
+        }
+        let host = self
+            .capacity
+            .mem_available(used_total)
+            .map(|mem_available| HostReading {
+                mem_available,
+                mem_reserve: self.capacity.reserve,
+                cpu_capacity_milli: self.capacity.cpu_capacity_milli(),
+            });
+        Snapshot {
+            host,
+            holders,
+            queue,
+        }
+    }
+
+    pub fn alloc_id(&mut self) -> JobId {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Err(e) = self.store.set_next_id(self.next_id) {
+            tracing::warn!("cannot persist next job id: {e}");
+        }
+        id
+    }
+
+    pub fn alloc_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    pub fn persist(&self, id: JobId) {
+        if let Some(job) = self.jobs.get(&id)
+            && let Err(e) = self.store.save_job(&job.persisted())
+        {
+            tracing::error!(job = id, "cannot persist job: {e}");
+        }
+    }
+
+    /// Take a job out of the table for good. Its record stays on disk until
+    /// [`Daemon::record_end`] writes its history line.
+    pub fn take(&mut self, id: JobId) -> Option<Job> {
+        self.jobs.remove(&id)
+    }
+}
+
+/// How a job ended, for the history line.
+#[derive(Debug, Clone, Default)]
+pub struct Ending {
+    pub outcome: &'static str,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+}
+
+/// Kill what is left of a job, read its accounting and remove its cgroup.
+/// Slow (up to seconds): call without the lock held.
+pub fn reap(job: &Job) -> JobUsage {
+    let mut usage = JobUsage {
+        mem_limit: job.limits.mem_max,
+        waited_ms: job
+            .started_at
+            .map(|s| s.duration_since(job.queued_at))
+            .unwrap_or_else(|| job.queued_at.elapsed())
+            .as_millis() as u64,
+        ran_ms: job
+            .started_at
+            .map(|s| s.elapsed().as_millis() as u64)
+            .unwrap_or(0),
+        ..Default::default()
+    };
+    match &job.cgroup {
+        Some(cg) => {
+            if let Ok(u) = cg.usage() {
+                usage.peak_mem = u.mem_peak;
+                usage.cpu_time_us = u.cpu_time_us;
+                usage.oom_kills = u.oom_kills.unwrap_or(0);
+            }
+            if let Err(e) = cg.remove() {
+                tracing::warn!(job = job.id, "cannot remove job cgroup: {e}");
+            }
+        }
+        None => {
+            // No cgroup: the job's own pid is all we know of it.
+            if let Some(pid) = job.pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    usage
+}
+
+/// Append the history line and drop the live record.
+pub fn record_end(store: &Store, job: &Job, ending: &Ending, usage: &JobUsage) {
+    let rec = HistoryRecord {
+        id: job.id,
+        owner: job.owner,
+        argv: job.exec.argv.clone(),
+        cwd: job.exec.cwd.clone(),
+        name: job.exec.name.clone(),
+        requests: job.exec.requests.clone(),
+        reserved: job.reserved,
+        priority: job.exec.priority,
+        queued_at: job.queued_wall,
+        started_at: job.started_wall,
+        ended_at: wall_ms(),
+        outcome: ending.outcome.to_string(),
+        code: ending.code,
+        signal: ending.signal,
+        reason: ending.reason.clone(),
+        usage: usage.clone(),
+    };
+    if let Err(e) = store.append_history(&rec) {
+        tracing::error!(job = job.id, "cannot append history: {e}");
+    }
+    if let Err(e) = store.remove_job(job.id) {
+        tracing::error!(job = job.id, "cannot remove job record: {e}");
+    }
+    tracing::info!(
+        job = job.id,
+        outcome = ending.outcome,
+        code = ending.code,
+        signal = ending.signal,
+        peak_mem = usage.peak_mem,
+        "job ended"
+    );
+}

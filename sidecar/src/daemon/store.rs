@@ -1,0 +1,228 @@
+//! What the daemon keeps on disk in its state dir, so a restart loses
+//! nothing it acknowledged.
+//!
+//! - `jobs/<id>.json`: one file per live (queued or running) job, written
+//!   before the job is acknowledged and removed once its end is recorded;
+//! - `history.jsonl`: one line per finished job, appended;
+//! - `next_id`: the next job id, so ids are never reused.
+//!
+//! Files are written to a temp name and renamed, so a reader sees a whole
+//! record or none. There is no fsync: the records must survive a daemon crash
+//! or restart (the page cache does), and a power loss ends the jobs anyway.
+
+use sc_protocol::{ExecRequest, JobId};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PersistedState {
+    Queued,
+    Running { pid: u32 },
+}
+
+/// A live job as written to `jobs/<id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedJob {
+    pub id: JobId,
+    pub seq: u64,
+    pub owner: u32,
+    pub exec: ExecRequest,
+    pub reserved: u64,
+    pub state: PersistedState,
+    /// Unix time in ms.
+    pub queued_at: u64,
+    pub started_at: Option<u64>,
+}
+
+/// One finished job in `history.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub id: JobId,
+    pub owner: u32,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub name: Option<String>,
+    pub requests: sc_protocol::Requests,
+    pub reserved: u64,
+    pub priority: i32,
+    pub queued_at: u64,
+    pub started_at: Option<u64>,
+    pub ended_at: u64,
+    /// "exited", "signal", "spawn-failed", "cancelled", "timed-out",
+    /// "client-gone", "abandoned", "refused".
+    pub outcome: String,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    pub usage: sc_protocol::JobUsage,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("state dir {path}: {source}")]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+fn err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let jobs = dir.join("jobs");
+        std::fs::create_dir_all(&jobs).map_err(err(&jobs))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).map_err(err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(err(path))
+    }
+
+    pub fn next_id(&self) -> Result<JobId, StoreError> {
+        let path = self.dir.join("next_id");
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Ok(s.trim().parse().unwrap_or(1)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(1),
+            Err(e) => Err(err(&path)(e)),
+        }
+    }
+
+    pub fn set_next_id(&self, id: JobId) -> Result<(), StoreError> {
+        self.write_atomic(&self.dir.join("next_id"), id.to_string().as_bytes())
+    }
+
+    fn job_path(&self, id: JobId) -> PathBuf {
+        self.dir.join("jobs").join(format!("{id}.json"))
+    }
+
+    pub fn save_job(&self, job: &PersistedJob) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(job).map_err(|e| StoreError {
+            path: self.job_path(job.id),
+            source: std::io::Error::other(e),
+        })?;
+        self.write_atomic(&self.job_path(job.id), &bytes)
+    }
+
+    pub fn remove_job(&self, id: JobId) -> Result<(), StoreError> {
+        let path = self.job_path(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err(&path)(e)),
+        }
+    }
+
+    /// Every live job record; unreadable ones are reported and skipped.
+    pub fn load_jobs(&self) -> (Vec<PersistedJob>, Vec<String>) {
+        let dir = self.dir.join("jobs");
+        let mut jobs = Vec::new();
+        let mut problems = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(format!("{}: {e}", dir.display()));
+                return (jobs, problems);
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<PersistedJob>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(j) => jobs.push(j),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        jobs.sort_by_key(|j| j.id);
+        (jobs, problems)
+    }
+
+    pub fn append_history(&self, rec: &HistoryRecord) -> Result<(), StoreError> {
+        let path = self.dir.join("history.jsonl");
+        let mut line = serde_json::to_vec(rec).map_err(|e| StoreError {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(err(&path))?;
+        f.write_all(&line).map_err(err(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec() -> ExecRequest {
+        ExecRequest {
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            requests: Default::default(),
+            priority: 0,
+            name: None,
+            uid: 0,
+            client_pid: 1,
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn jobs_round_trip_and_bad_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let job = PersistedJob {
+            id: 3,
+            seq: 3,
+            owner: 1000,
+            exec: exec(),
+            reserved: 1 << 20,
+            state: PersistedState::Running { pid: 42 },
+            queued_at: 1,
+            started_at: Some(2),
+        };
+        store.save_job(&job).unwrap();
+        std::fs::write(dir.path().join("jobs/9.json"), b"{not json").unwrap();
+        let (jobs, problems) = store.load_jobs();
+        assert_eq!(jobs, vec![job]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("9.json"));
+        store.remove_job(3).unwrap();
+        store.remove_job(3).unwrap();
+        assert!(store.load_jobs().0.is_empty());
+    }
+
+    #[test]
+    fn next_id_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.next_id().unwrap(), 1);
+        store.set_next_id(17).unwrap();
+        assert_eq!(Store::open(dir.path()).unwrap().next_id().unwrap(), 17);
+    }
+}
