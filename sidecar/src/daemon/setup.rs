@@ -213,6 +213,8 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     };
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    // Job history holds command lines, which may carry secrets.
+    let _ = std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700));
     let state_dir = state_dir.canonicalize().unwrap_or(state_dir);
     let _lock = lock_state_dir(&state_dir)?;
     let store = super::store::Store::open(&state_dir)?;
