@@ -160,7 +160,19 @@ pub fn reattach(
         (Some(_), _) => JobState::Running,
     };
     tracing::info!(job = id, state = %job.state, "sc exec re-attached");
+    // A --timeout keeps counting from the job's start, across restarts.
+    let timeout = match (job.exec.timeout_ms, job.started_at) {
+        (Some(ms), Some(started)) => Some(Duration::from_millis(ms)).map(|t| (t, t.saturating_sub(started.elapsed()))),
+        _ => None,
+    };
     drop(d);
+    if let Some((after, left)) = timeout {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(left).await;
+            stop(&shared, id, StopReason::TimedOut { after }).await;
+        });
+    }
     let _ = tx.send(Response::Reattached { job: id });
     shared.kick();
     Some((id, conn))
