@@ -78,9 +78,8 @@ pub fn encode<T: Serialize>(kind: FrameKind, msg: &T, out: &mut Vec<u8>) -> Resu
     out.push(PROTOCOL_VERSION);
     out.push(kind as u8);
     out.extend_from_slice(&[0; 4]);
-    let written = bincode::serde::encode_into_std_write(msg, out, config()).map_err(|e| {
-        CodecError::Malformed(format!("cannot encode: {e}"))
-    });
+    let written = bincode::serde::encode_into_std_write(msg, out, config())
+        .map_err(|e| CodecError::Malformed(format!("cannot encode: {e}")));
     let written = match written {
         Ok(n) => n,
         Err(e) => {
@@ -90,7 +89,9 @@ pub fn encode<T: Serialize>(kind: FrameKind, msg: &T, out: &mut Vec<u8>) -> Resu
     };
     if written as u64 > MAX_FRAME_LEN as u64 {
         out.truncate(start);
-        return Err(CodecError::TooLarge { len: written as u64 });
+        return Err(CodecError::TooLarge {
+            len: written as u64,
+        });
     }
     out[start + 4..start + 8].copy_from_slice(&(written as u32).to_be_bytes());
     Ok(())
@@ -170,7 +171,7 @@ impl FrameDecoder {
     }
 
     /// The next whole message, `Ok(None)` if more bytes are needed.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
+    pub fn next_msg<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }

@@ -58,27 +58,49 @@ pub enum ChildExit {
     Code(i32),
     Signal(i32),
     /// The command could not be started (`errno` from exec: ENOENT, EACCES, ...).
-    SpawnFailed { errno: i32 },
+    SpawnFailed {
+        errno: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Always first on a connection.
-    Hello { protocol: u8, client: String },
+    Hello {
+        protocol: u8,
+        client: String,
+    },
     /// Queue a job; the connection then carries its whole life.
     Exec(ExecRequest),
     /// The job's child has been forked (blocked before exec); place it.
-    Spawned { job: JobId, pid: u32 },
+    Spawned {
+        job: JobId,
+        pid: u32,
+    },
     /// The job's child ended.
-    Exited { job: JobId, exit: ChildExit },
+    Exited {
+        job: JobId,
+        exit: ChildExit,
+    },
     /// After a daemon restart: the `sc exec` of a job comes back. `pid` is
     /// the running child, or `None` if the job was still queued.
-    Reattach { exec: ExecRequest, job: JobId, pid: Option<u32>, waited_ms: u64 },
+    Reattach {
+        exec: ExecRequest,
+        job: JobId,
+        pid: Option<u32>,
+        waited_ms: u64,
+    },
     Ps,
     Status,
-    Cancel { job: JobId },
-    Pause { job: JobId },
-    Resume { job: JobId },
+    Cancel {
+        job: JobId,
+    },
+    Pause {
+        job: JobId,
+    },
+    Resume {
+        job: JobId,
+    },
 }
 
 /// Why a queued job is not running yet.
@@ -233,27 +255,64 @@ pub enum ErrorKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
-    Hello { protocol: u8, daemon: String },
+    Hello {
+        protocol: u8,
+        daemon: String,
+    },
     /// The job is accepted and recorded; it will run or end with a reason.
-    Queued { job: JobId, position: u32 },
+    Queued {
+        job: JobId,
+        position: u32,
+    },
     /// Sent whenever the reason or position changes.
-    Waiting { job: JobId, reason: WaitReason, position: u32, waited_ms: u64 },
+    Waiting {
+        job: JobId,
+        reason: WaitReason,
+        position: u32,
+        waited_ms: u64,
+    },
     /// The job may start: fork the child (blocked before exec) and send `Spawned`.
-    Granted { job: JobId, env: Vec<(String, String)> },
+    Granted {
+        job: JobId,
+        env: Vec<(String, String)>,
+    },
     /// The child is in its cgroup with limits applied: let it exec.
-    Placed { job: JobId, cgroup: Option<String>, enforced: Vec<String> },
-    Paused { job: JobId, by: String },
-    Resumed { job: JobId },
+    Placed {
+        job: JobId,
+        cgroup: Option<String>,
+        enforced: Vec<String>,
+    },
+    Paused {
+        job: JobId,
+        by: String,
+    },
+    Resumed {
+        job: JobId,
+    },
     /// The job was cancelled (`sc cancel`) or timed out; its processes are killed.
-    Cancelled { job: JobId, reason: String, timed_out: bool },
+    Cancelled {
+        job: JobId,
+        reason: String,
+        timed_out: bool,
+    },
     /// Answer to `Exited`: the job is recorded and its cgroup removed.
-    Finished { job: JobId, usage: JobUsage },
+    Finished {
+        job: JobId,
+        usage: JobUsage,
+    },
     /// Answer to `Reattach`.
-    Reattached { job: JobId },
+    Reattached {
+        job: JobId,
+    },
     Jobs(Vec<JobView>),
     Status(Box<HostStatus>),
-    Ok { message: String },
-    Error { kind: ErrorKind, message: String },
+    Ok {
+        message: String,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 impl Response {

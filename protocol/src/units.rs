@@ -12,7 +12,9 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
-    #[error("invalid size {0:?}: expected a number and an optional unit such as 512M, 2G or 1.5GiB")]
+    #[error(
+        "invalid size {0:?}: expected a number and an optional unit such as 512M, 2G or 1.5GiB"
+    )]
     BadSize(String),
     #[error("invalid duration {0:?}: expected e.g. 500ms, 90s, 5m, 1h30m")]
     BadDuration(String),
@@ -108,7 +110,7 @@ pub fn format_size(bytes: u64) -> String {
 
 /// Thousandths of a CPU as a short decimal: 1500 → "1.5", 2000 → "2".
 pub fn format_cpus(milli: u32) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         format!("{}", milli / 1000)
     } else {
         let s = format!("{:.3}", milli as f64 / 1000.0);
@@ -147,7 +149,10 @@ mod tests {
         for bad in ["", "G", "1.2.3G", "12X", "-1G", ".", "1 G B"] {
             assert!(parse_size(bad).is_err(), "{bad:?} should be refused");
         }
-        assert!(matches!(parse_size("99999999999T"), Err(UnitError::Overflow(_))));
+        assert!(matches!(
+            parse_size("99999999999T"),
+            Err(UnitError::Overflow(_))
+        ));
     }
 
     #[test]

@@ -60,14 +60,18 @@ fn arb_request() -> impl Strategy<Value = Request> {
             job,
             exit: ChildExit::Signal(s)
         }),
-        (arb_exec(), any::<u64>(), proptest::option::of(any::<u32>()), any::<u64>()).prop_map(
-            |(exec, job, pid, waited_ms)| Request::Reattach {
+        (
+            arb_exec(),
+            any::<u64>(),
+            proptest::option::of(any::<u32>()),
+            any::<u64>()
+        )
+            .prop_map(|(exec, job, pid, waited_ms)| Request::Reattach {
                 exec,
                 job,
                 pid,
                 waited_ms
-            }
-        ),
+            }),
         Just(Request::Ps),
         Just(Request::Status),
         any::<u64>().prop_map(|job| Request::Cancel { job }),
@@ -87,9 +91,9 @@ proptest! {
         let mut dec = FrameDecoder::new(FrameKind::Request);
         let mut out = Vec::new();
         dec.push(&bytes[..cut]);
-        while let Some(m) = dec.next::<Request>().unwrap() { out.push(m); }
+        while let Some(m) = dec.next_msg::<Request>().unwrap() { out.push(m); }
         dec.push(&bytes[cut..]);
-        while let Some(m) = dec.next::<Request>().unwrap() { out.push(m); }
+        while let Some(m) = dec.next_msg::<Request>().unwrap() { out.push(m); }
         prop_assert_eq!(out, msgs);
         prop_assert_eq!(dec.buffered(), 0);
     }
@@ -98,10 +102,10 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut dec = FrameDecoder::new(FrameKind::Request);
         dec.push(&bytes);
-        for _ in 0..4 { let _ = dec.next::<Request>(); }
+        for _ in 0..4 { let _ = dec.next_msg::<Request>(); }
         let mut dec = FrameDecoder::new(FrameKind::Response);
         dec.push(&bytes);
-        for _ in 0..4 { let _ = dec.next::<Response>(); }
+        for _ in 0..4 { let _ = dec.next_msg::<Response>(); }
     }
 
     #[test]
@@ -113,17 +117,23 @@ proptest! {
         bytes.extend_from_slice(&payload);
         let mut dec = FrameDecoder::new(FrameKind::Request);
         dec.push(&bytes);
-        let _ = dec.next::<Request>();
+        let _ = dec.next_msg::<Request>();
     }
 }
 
 #[test]
 fn response_round_trip() {
     let msgs = vec![
-        Response::Hello { protocol: 1, daemon: "sc 0.1.0".into() },
+        Response::Hello {
+            protocol: 1,
+            daemon: "sc 0.1.0".into(),
+        },
         Response::Waiting {
             job: 4,
-            reason: WaitReason::Memory { need: 1 << 30, free: 1 << 20 },
+            reason: WaitReason::Memory {
+                need: 1 << 30,
+                free: 1 << 20,
+            },
             position: 2,
             waited_ms: 1234,
         },
@@ -136,7 +146,7 @@ fn response_round_trip() {
     let mut dec = FrameDecoder::new(FrameKind::Response);
     dec.push(&bytes);
     let mut out = Vec::new();
-    while let Some(m) = dec.next::<Response>().unwrap() {
+    while let Some(m) = dec.next_msg::<Response>().unwrap() {
         out.push(m);
     }
     assert_eq!(out, msgs);
@@ -156,23 +166,32 @@ fn golden_frame_v1() {
 fn bad_headers_are_named() {
     let mut dec = FrameDecoder::new(FrameKind::Request);
     dec.push(b"GET / HTTP/1.1\r\n");
-    assert_eq!(dec.next::<Request>(), Err(CodecError::BadMagic(*b"GE")));
+    assert_eq!(dec.next_msg::<Request>(), Err(CodecError::BadMagic(*b"GE")));
     // The error sticks: the stream is out of sync.
-    assert!(dec.next::<Request>().is_err());
+    assert!(dec.next_msg::<Request>().is_err());
 
     let mut dec = FrameDecoder::new(FrameKind::Request);
     dec.push(&[b's', b'c', 9, 1, 0, 0, 0, 0]);
-    assert_eq!(dec.next::<Request>(), Err(CodecError::UnsupportedVersion { got: 9 }));
+    assert_eq!(
+        dec.next_msg::<Request>(),
+        Err(CodecError::UnsupportedVersion { got: 9 })
+    );
 
     let mut dec = FrameDecoder::new(FrameKind::Request);
     let mut frame = vec![b's', b'c', PROTOCOL_VERSION, 1];
     frame.extend_from_slice(&(MAX_FRAME_LEN + 1).to_be_bytes());
     dec.push(&frame);
-    assert!(matches!(dec.next::<Request>(), Err(CodecError::TooLarge { .. })));
+    assert!(matches!(
+        dec.next_msg::<Request>(),
+        Err(CodecError::TooLarge { .. })
+    ));
 
     let mut dec = FrameDecoder::new(FrameKind::Request);
     dec.push(&codec::encode_to_vec(FrameKind::Response, &Response::Resumed { job: 1 }).unwrap());
-    assert!(matches!(dec.next::<Request>(), Err(CodecError::WrongKind { .. })));
+    assert!(matches!(
+        dec.next_msg::<Request>(),
+        Err(CodecError::WrongKind { .. })
+    ));
 }
 
 #[test]
@@ -183,5 +202,8 @@ fn trailing_bytes_in_payload_are_refused() {
     frame[4..8].copy_from_slice(&len.to_be_bytes());
     let mut dec = FrameDecoder::new(FrameKind::Request);
     dec.push(&frame);
-    assert_eq!(dec.next::<Request>(), Err(CodecError::TrailingBytes { trailing: 1 }));
+    assert_eq!(
+        dec.next_msg::<Request>(),
+        Err(CodecError::TrailingBytes { trailing: 1 })
+    );
 }

@@ -174,7 +174,13 @@ pub fn decide(snapshot: &Snapshot) -> Decision {
 }
 
 /// Why a request can never be granted on this host, if it cannot.
-pub fn impossible(capacity_mem: u64, reserve: u64, cpu_capacity_milli: u64, mem: u64, cpu_milli: u32) -> Option<String> {
+pub fn impossible(
+    capacity_mem: u64,
+    reserve: u64,
+    cpu_capacity_milli: u64,
+    mem: u64,
+    cpu_milli: u32,
+) -> Option<String> {
     use sc_protocol::units::{format_cpus, format_size};
     let usable = capacity_mem.saturating_sub(reserve);
     if mem > usable {

@@ -62,7 +62,11 @@ fn admission_table() {
             snapshot: Snapshot {
                 host: host(4 * G, 2),
                 holders: vec![],
-                queue: vec![job(1, -10, 3 * G, 0), job(2, 10, 3 * G, 0), job(3, 0, 3 * G, 0)],
+                queue: vec![
+                    job(1, -10, 3 * G, 0),
+                    job(2, 10, 3 * G, 0),
+                    job(3, 0, 3 * G, 0),
+                ],
             },
             start: vec![2],
         },
@@ -132,7 +136,12 @@ fn admission_table() {
             snapshot: Snapshot {
                 host: host(2 * G, 2),
                 holders: vec![running(2 * G, 2 * G, 0)],
-                queue: vec![job(1, 0, 3 * G, 0), job(2, 0, G / 2, 0), job(3, 0, G / 2, 0), job(4, 0, G / 2, 0)],
+                queue: vec![
+                    job(1, 0, 3 * G, 0),
+                    job(2, 0, G / 2, 0),
+                    job(3, 0, G / 2, 0),
+                    job(4, 0, G / 2, 0),
+                ],
             },
             start: vec![2, 3],
         },
@@ -151,9 +160,18 @@ fn admission_table() {
         assert_eq!(d.start, case.start, "case: {}", case.name);
         let waiting: Vec<JobId> = d.wait.iter().map(|w| w.id).collect();
         for id in &waiting {
-            assert!(!case.start.contains(id), "case {}: {id} both started and waiting", case.name);
+            assert!(
+                !case.start.contains(id),
+                "case {}: {id} both started and waiting",
+                case.name
+            );
         }
-        assert_eq!(waiting.len() + d.start.len(), case.snapshot.queue.len(), "case: {}", case.name);
+        assert_eq!(
+            waiting.len() + d.start.len(),
+            case.snapshot.queue.len(),
+            "case: {}",
+            case.name
+        );
     }
 }
 
@@ -167,10 +185,22 @@ fn waiting_positions_and_reasons() {
     assert!(d.start.is_empty());
     assert_eq!(d.wait[0].id, 2);
     assert_eq!(d.wait[0].position, 1);
-    assert_eq!(d.wait[0].reason, WaitReason::Memory { need: 2 * G, free: G });
+    assert_eq!(
+        d.wait[0].reason,
+        WaitReason::Memory {
+            need: 2 * G,
+            free: G
+        }
+    );
     assert_eq!(d.wait[1].id, 1);
     assert_eq!(d.wait[1].position, 2);
-    assert_eq!(d.wait[2].reason, WaitReason::Cpu { need: 3000, free: 2000 });
+    assert_eq!(
+        d.wait[2].reason,
+        WaitReason::Cpu {
+            need: 3000,
+            free: 2000
+        }
+    );
 }
 
 #[test]

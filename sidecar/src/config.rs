@@ -128,14 +128,17 @@ impl Config {
                 .transpose()
                 .map_err(|e| value_err(section, key, e.to_string()))
         };
-        let duration =
-            |section, key, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
-                Ok(v.as_deref()
-                    .map(parse_duration)
-                    .transpose()
-                    .map_err(|e| value_err(section, key, e.to_string()))?
-                    .unwrap_or(default))
-            };
+        let duration = |section,
+                        key,
+                        v: &Option<String>,
+                        default: Duration|
+         -> Result<Duration, ConfigError> {
+            Ok(v.as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| value_err(section, key, e.to_string()))?
+                .unwrap_or(default))
+        };
         let h = &self.host;
         let d = &self.daemon;
         let overcommit = h.overcommit.unwrap_or(1.0);
@@ -164,12 +167,18 @@ impl Config {
                 &d.reattach_grace,
                 Duration::from_secs(10),
             )?,
-            kill_grace: duration("daemon", "kill_grace", &d.kill_grace, Duration::from_secs(5))?,
+            kill_grace: duration(
+                "daemon",
+                "kill_grace",
+                &d.kill_grace,
+                Duration::from_secs(5),
+            )?,
             memory,
             cores: h.cores,
             reserve: size("host", "reserve", &h.reserve)?,
             overcommit,
-            default_mem: size("host", "default_mem", &h.default_mem)?.unwrap_or(DEFAULT_DEFAULT_MEM),
+            default_mem: size("host", "default_mem", &h.default_mem)?
+                .unwrap_or(DEFAULT_DEFAULT_MEM),
         })
     }
 }
@@ -224,7 +233,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = parse("[host]\ncores = 2\nmemroy = \"4G\"\n").unwrap_err().to_string();
+        let err = parse("[host]\ncores = 2\nmemroy = \"4G\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sc.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("memroy"), "{err}");
@@ -238,11 +249,20 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = parse("[host]\nmemory = \"lots\"\n").unwrap_err().to_string();
-        assert!(err.contains("[host] memory") && err.contains("lots"), "{err}");
-        let err = parse("[host]\novercommit = -1.0\n").unwrap_err().to_string();
+        let err = parse("[host]\nmemory = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[host] memory") && err.contains("lots"),
+            "{err}"
+        );
+        let err = parse("[host]\novercommit = -1.0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("overcommit"), "{err}");
-        let err = parse("[daemon]\nlog_format = \"xml\"\n").unwrap_err().to_string();
+        let err = parse("[daemon]\nlog_format = \"xml\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
     }
 }

@@ -35,7 +35,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// messages. A close in the middle of a frame is an error.
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
         loop {
-            if let Some(msg) = self.decoder.next()? {
+            if let Some(msg) = self.decoder.next_msg()? {
                 return Ok(Some(msg));
             }
             let n = self.inner.read(&mut self.buf).await?;

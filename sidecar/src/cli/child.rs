@@ -44,7 +44,10 @@ pub fn fork_held(argv: &[String], extra_env: &[(String, String)]) -> Result<Held
     let args = cstrings(argv.iter().cloned())?;
     let mut env: Vec<CString> = Vec::new();
     for (k, v) in std::env::vars_os() {
-        if extra_env.iter().any(|(ek, _)| ek.as_bytes() == k.as_bytes()) {
+        if extra_env
+            .iter()
+            .any(|(ek, _)| ek.as_bytes() == k.as_bytes())
+        {
             continue;
         }
         let mut kv = k.as_bytes().to_vec();
@@ -57,8 +60,10 @@ pub fn fork_held(argv: &[String], extra_env: &[(String, String)]) -> Result<Held
     env.extend(cstrings(extra_env.iter().map(|(k, v)| format!("{k}={v}")))?);
     let prog = args[0].clone();
 
-    let (release_r, release_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let (release_r, release_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
 
     // SAFETY: after fork the child only runs async-signal-safe code on data
     // prepared above, and ends in exec or _exit.

@@ -125,7 +125,9 @@ async fn wait_for_grant(
                     rep.error(&format!("{e:#}"));
                     return Err(EXIT_SC_ERROR);
                 };
-                rep.say(&format!("lost the daemon while job {j} was queued; re-attaching"));
+                rep.say(&format!(
+                    "lost the daemon while job {j} was queued; re-attaching"
+                ));
                 let waited = rep.since.elapsed().as_millis() as u64;
                 let req = Request::Reattach {
                     exec: exec.clone(),
@@ -309,7 +311,12 @@ async fn supervise(
         }
     };
     if conn.is_none() && !unsupervised {
-        conn = reconnect(&reattach_req(exec, job, pid, started), false, REPORT_PATIENCE).await;
+        conn = reconnect(
+            &reattach_req(exec, job, pid, started),
+            false,
+            REPORT_PATIENCE,
+        )
+        .await;
     }
     let (code, signal, exit) = match ended {
         Ended::Code(c) => (Some(c), None, ChildExit::Code(c)),
@@ -354,7 +361,10 @@ async fn report_exit(conn: &mut Conn, job: JobId, exit: ChildExit) -> Option<Job
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 enum Attach {

@@ -15,7 +15,11 @@ use std::process::ExitCode;
 pub const EXIT_SC_ERROR: u8 = 125;
 
 #[derive(Debug, Parser)]
-#[command(name = "sc", version, about = "A sidecar supervisor for shared development hosts")]
+#[command(
+    name = "sc",
+    version,
+    about = "A sidecar supervisor for shared development hosts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub verb: Verb,
@@ -109,7 +113,12 @@ pub struct ExecArgs {
     #[arg(long)]
     pub json: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 

@@ -56,7 +56,9 @@ impl Reporter {
         if !self.tty {
             return;
         }
-        let Some((reason, position)) = &self.wait else { return };
+        let Some((reason, position)) = &self.wait else {
+            return;
+        };
         let line = format!(
             "sc: job {} waiting {} — {reason} (#{position} in queue)",
             self.job.unwrap_or(0),
@@ -119,8 +121,14 @@ impl Reporter {
             "waited_ms": usage.waited_ms, "ran_ms": usage.ran_ms,
         }));
         if oom {
-            let limit = usage.mem_limit.map(format_size).unwrap_or_else(|| "none".into());
-            let peak = usage.peak_mem.map(format_size).unwrap_or_else(|| "unknown".into());
+            let limit = usage
+                .mem_limit
+                .map(format_size)
+                .unwrap_or_else(|| "none".into());
+            let peak = usage
+                .peak_mem
+                .map(format_size)
+                .unwrap_or_else(|| "unknown".into());
             eprintln!("sc: killed: out of memory (limit {limit}, peak {peak})");
         }
     }

@@ -67,7 +67,10 @@ fn ps_line(j: &JobView) -> String {
     let cmd = j.name.clone().unwrap_or_else(|| j.argv.join(" "));
     let mut tail = truncate(&cmd, 60);
     if let Some(w) = &j.waiting {
-        let pos = j.position.map(|p| format!(" (#{p} in queue)")).unwrap_or_default();
+        let pos = j
+            .position
+            .map(|p| format!(" (#{p} in queue)"))
+            .unwrap_or_default();
         tail.push_str(&format!("  — {w}{pos}"));
     }
     format!(
@@ -76,7 +79,10 @@ fn ps_line(j: &JobView) -> String {
         j.state.to_string(),
         j.owner,
         format_size(j.reserved),
-        j.requests.cpu_milli.map(format_cpus).unwrap_or_else(|| "-".into()),
+        j.requests
+            .cpu_milli
+            .map(format_cpus)
+            .unwrap_or_else(|| "-".into()),
         j.priority,
         format_duration(Duration::from_millis(j.age_ms)),
         tail
@@ -104,16 +110,52 @@ pub fn status(json: bool) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let overridden = if st.capacity_overridden { " (from config)" } else { "" };
-    writeln!(out, "host:          {} (sc {}, daemon pid {}, up {})", st.hostname, st.version, st.pid, format_duration(Duration::from_millis(st.uptime_ms)))?;
+    let overridden = if st.capacity_overridden {
+        " (from config)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "host:          {} (sc {}, daemon pid {}, up {})",
+        st.hostname,
+        st.version,
+        st.pid,
+        format_duration(Duration::from_millis(st.uptime_ms))
+    )?;
     writeln!(out, "socket:        {}", st.socket)?;
     writeln!(out, "state dir:     {}", st.state_dir)?;
-    writeln!(out, "cores:         {} (overcommit {}, {} CPUs reserved)", st.cores, st.overcommit, format_cpus(st.cpu_reserved_milli))?;
-    writeln!(out, "memory:        {}{overridden}, {} available, {} reserve", format_size(st.mem_total), format_size(st.mem_available), format_size(st.mem_reserve))?;
-    writeln!(out, "reserved:      {} by running jobs ({} not yet used)", format_size(st.reserved), format_size(st.reserved_unused))?;
-    writeln!(out, "jobs:          {} running, {} queued", st.jobs_running, st.jobs_queued)?;
+    writeln!(
+        out,
+        "cores:         {} (overcommit {}, {} CPUs reserved)",
+        st.cores,
+        st.overcommit,
+        format_cpus(st.cpu_reserved_milli)
+    )?;
+    writeln!(
+        out,
+        "memory:        {}{overridden}, {} available, {} reserve",
+        format_size(st.mem_total),
+        format_size(st.mem_available),
+        format_size(st.mem_reserve)
+    )?;
+    writeln!(
+        out,
+        "reserved:      {} by running jobs ({} not yet used)",
+        format_size(st.reserved),
+        format_size(st.reserved_unused)
+    )?;
+    writeln!(
+        out,
+        "jobs:          {} running, {} queued",
+        st.jobs_running, st.jobs_queued
+    )?;
     let b = &st.backend;
-    let enforced = if b.enforced.is_empty() { "nothing".to_string() } else { b.enforced.join(", ") };
+    let enforced = if b.enforced.is_empty() {
+        "nothing".to_string()
+    } else {
+        b.enforced.join(", ")
+    };
     writeln!(out, "cgroups:       {} — enforced: {enforced}", b.kind)?;
     if let Some(r) = &b.not_enforced_reason {
         writeln!(out, "               not enforced: {r}")?;

@@ -5,9 +5,9 @@
 //! its owner or root.
 
 use super::Shared;
+use super::lifecycle;
 use super::session::Peer;
 use super::state::{Ending, StopReason, reap, record_end};
-use super::lifecycle;
 use sc_protocol::{BackendView, ErrorKind, HostStatus, JobId, JobState, JobView, Response};
 
 pub fn ps(shared: &Shared) -> Response {
@@ -164,7 +164,10 @@ pub fn pause(shared: &Shared, peer: Peer, id: JobId, by: &str) -> Response {
     if job.state != JobState::Running {
         return Response::error(
             ErrorKind::BadRequest,
-            format!("job {id} is {}; only a running job can be paused", job.state),
+            format!(
+                "job {id} is {}; only a running job can be paused",
+                job.state
+            ),
         );
     }
     let Some(cg) = &job.cgroup else {

@@ -47,7 +47,9 @@ fn validate(exec: &ExecRequest, peer: Peer) -> Result<(), String> {
     if let (Some(m), Some(l)) = (r.mem, r.mem_limit)
         && l < m
     {
-        return Err("--mem-limit is smaller than --mem: the job could never use its reservation".into());
+        return Err(
+            "--mem-limit is smaller than --mem: the job could never use its reservation".into(),
+        );
     }
     if r.cpu_milli == Some(0) {
         return Err("--cpus must be more than 0".into());
@@ -162,7 +164,9 @@ pub fn reattach(
     tracing::info!(job = id, state = %job.state, "sc exec re-attached");
     // A --timeout keeps counting from the job's start, across restarts.
     let timeout = match (job.exec.timeout_ms, job.started_at) {
-        (Some(ms), Some(started)) => Some(Duration::from_millis(ms)).map(|t| (t, t.saturating_sub(started.elapsed()))),
+        (Some(ms), Some(started)) => {
+            Some(Duration::from_millis(ms)).map(|t| (t, t.saturating_sub(started.elapsed())))
+        }
         _ => None,
     };
     drop(d);
@@ -266,7 +270,9 @@ pub async fn stop(shared: &Shared, id: JobId, reason: StopReason) {
     let (cgroup, pid, grace) = {
         let mut d = shared.daemon();
         let grace = d.kill_grace;
-        let Some(job) = d.jobs.get_mut(&id) else { return };
+        let Some(job) = d.jobs.get_mut(&id) else {
+            return;
+        };
         if job.stopping.is_some() || !matches!(job.state, JobState::Running | JobState::Paused) {
             return;
         }

@@ -10,7 +10,9 @@ use super::state::{ClientLink, Ending, Job, StopReason, reap, record_end, wall_m
 use super::{Shared, control, lifecycle};
 use crate::wire::{FrameReader, WireError, write_msg};
 use sc_protocol::codec::{CodecError, FrameKind};
-use sc_protocol::{ChildExit, ErrorKind, ExecRequest, JobId, JobState, PROTOCOL_VERSION, Request, Response};
+use sc_protocol::{
+    ChildExit, ErrorKind, ExecRequest, JobId, JobState, PROTOCOL_VERSION, Request, Response,
+};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
@@ -201,7 +203,10 @@ async fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Respo
             .get(&id)
             .is_some_and(|j| j.client.as_ref().is_some_and(|c| c.conn == conn));
         if !ours {
-            return Response::error(ErrorKind::NotFound, format!("job {id} is not attached here"));
+            return Response::error(
+                ErrorKind::NotFound,
+                format!("job {id} is not attached here"),
+            );
         }
         let Some(job) = d.take(id) else {
             return Response::error(ErrorKind::NotFound, format!("no job {id}"));
@@ -275,7 +280,9 @@ async fn client_gone(shared: &Shared, id: JobId, conn: u64) {
         let usage = reap(&job);
         let ending = Ending {
             outcome: "client-gone",
-            reason: Some(format!("the sc exec process went away while the job was {was}")),
+            reason: Some(format!(
+                "the sc exec process went away while the job was {was}"
+            )),
             ..Default::default()
         };
         record_end(&store, &job, &ending, &usage);
@@ -284,7 +291,14 @@ async fn client_gone(shared: &Shared, id: JobId, conn: u64) {
 }
 
 /// Build a fresh job from an exec request (shared by enqueue and reattach).
-pub fn new_job(id: JobId, seq: u64, owner: u32, exec: ExecRequest, reserved: u64, client: ClientLink) -> Job {
+pub fn new_job(
+    id: JobId,
+    seq: u64,
+    owner: u32,
+    exec: ExecRequest,
+    reserved: u64,
+    client: ClientLink,
+) -> Job {
     let limits = lifecycle::limits_of(&exec);
     Job {
         id,

@@ -72,7 +72,10 @@ fn lock_state_dir(dir: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    if let Err(e) = nix::fcntl::Flock::lock(file.try_clone()?, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    if let Err(e) = nix::fcntl::Flock::lock(
+        file.try_clone()?,
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    ) {
         bail!(
             "another sc daemon already uses the state dir {} ({})",
             dir.display(),
@@ -83,25 +86,28 @@ fn lock_state_dir(dir: &Path) -> Result<std::fs::File> {
 }
 
 fn bind_socket(path: &Path, group: Option<&str>) -> Result<UnixListener> {
-    if let Some(parent) = path.parent() {
-        if !parent.exists() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create socket dir {}", parent.display()))?;
-            // A private socket's dir is the user's alone; a system socket's
-            // dir must let the group through.
-            let mode = if group.is_some() { 0o755 } else { 0o700 };
-            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode));
-        }
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create socket dir {}", parent.display()))?;
+        // A private socket's dir is the user's alone; a system socket's
+        // dir must let the group through.
+        let mode = if group.is_some() { 0o755 } else { 0o700 };
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode));
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another sc daemon is already listening on {}", path.display());
+            bail!(
+                "another sc daemon is already listening on {}",
+                path.display()
+            );
         }
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
     let mode = match group {
         Some(name) => {
             let group = nix::unistd::Group::from_name(name)
@@ -172,7 +178,9 @@ fn adopt(daemon: &mut Daemon) {
             state: JobState::Detached,
             queued_at: now.checked_sub(ago(rec.queued_at)).unwrap_or(now),
             queued_wall: rec.queued_at,
-            started_at: rec.started_at.map(|t| now.checked_sub(ago(t)).unwrap_or(now)),
+            started_at: rec
+                .started_at
+                .map(|t| now.checked_sub(ago(t)).unwrap_or(now)),
             started_wall: rec.started_at,
             pid,
             cgroup,
@@ -189,7 +197,10 @@ fn adopt(daemon: &mut Daemon) {
     // Groups with no record are leftovers nobody supervises.
     if let Ok(names) = daemon.tree.list("jobs") {
         for name in names {
-            let known = name.parse().ok().is_some_and(|id| daemon.jobs.contains_key(&id));
+            let known = name
+                .parse()
+                .ok()
+                .is_some_and(|id| daemon.jobs.contains_key(&id));
             if !known && let Ok(Some(cg)) = daemon.tree.open(&format!("jobs/{name}")) {
                 tracing::warn!(group = name, "removing a job cgroup with no record");
                 let _ = cg.remove();
@@ -272,7 +283,9 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
             _ = int.recv() => break,
         }
     }
-    tracing::info!("sc daemon stopping; running jobs keep running and re-attach to the next daemon");
+    tracing::info!(
+        "sc daemon stopping; running jobs keep running and re-attach to the next daemon"
+    );
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

@@ -123,7 +123,9 @@ impl Capacity {
         if self.overridden {
             Some(self.mem_total.saturating_sub(used_by_jobs))
         } else {
-            sc_supervisor::host::read_meminfo().ok().map(|m| m.available)
+            sc_supervisor::host::read_meminfo()
+                .ok()
+                .map(|m| m.available)
         }
     }
 }
