@@ -73,9 +73,10 @@ fn admission_table() {
         Case {
             name: "unused reservation of a running job counts",
             snapshot: Snapshot {
+                // 4 GiB host, the runner uses 0.5 of its 3 GiB: 1 GiB is free.
                 host: host(4 * G - G / 2, 2),
                 holders: vec![running(3 * G, G / 2, 0)],
-                queue: vec![job(1, 0, G, 0)],
+                queue: vec![job(1, 0, G + 1, 0)],
             },
             start: vec![],
         },
@@ -102,13 +103,13 @@ fn admission_table() {
             start: vec![],
         },
         Case {
-            name: "cpu requests are summed against capacity",
+            name: "cpu requests are summed; a small one backfills beside the head",
             snapshot: Snapshot {
                 host: host(16 * G, 2),
                 holders: vec![running(0, 0, 1500)],
-                queue: vec![job(1, 0, 0, 1000), job(2, 0, 0, 500)],
+                queue: vec![job(1, 0, 0, 1000), job(2, 0, 0, 500), job(3, 0, 0, 600)],
             },
-            start: vec![],
+            start: vec![2],
         },
         Case {
             name: "backfill when it fits beside the head's request",
@@ -178,7 +179,7 @@ fn admission_table() {
 #[test]
 fn waiting_positions_and_reasons() {
     let d = decide(&Snapshot {
-        host: host(4 * G, 2),
+        host: host(G, 2),
         holders: vec![running(3 * G, 3 * G, 0)],
         queue: vec![job(1, 0, 2 * G, 0), job(2, 5, 2 * G, 0), job(3, 0, 0, 3000)],
     });
