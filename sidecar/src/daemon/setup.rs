@@ -287,5 +287,12 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         "sc daemon stopping; running jobs keep running and re-attach to the next daemon"
     );
     let _ = std::fs::remove_file(&socket);
+    // Leave the subtree only while something lives in it (jobs to adopt).
+    let d = shared.daemon();
+    if d.jobs.is_empty()
+        && let Err(e) = d.tree.remove_subtree_if_empty()
+    {
+        tracing::warn!("cannot remove the cgroup subtree: {e}");
+    }
     Ok(())
 }
