@@ -1,1 +1,701 @@
-fn main(){}
+//! `sc exec -- true` overhead against `true`, `flock`, and task-spooler's
+//! `tsp -f true` (issue 2).
+//!
+//! Not a test: it never asserts a timing. It exits 0 after printing its
+//! table, and non-zero (with a message) only when something could not run:
+//! no built `sc`, no task-spooler, a daemon that would not start, a command
+//! that failed.
+//!
+//! Run as root so the daemon's cgroups are on:
+//!
+//! ```text
+//! cargo build --release -p sidecar && cargo bench -p sc-tests --bench exec
+//! ```
+//!
+//! Knobs (environment): `SC_BENCH_RUNS` (measured runs per single-command
+//! contender, default 200, after 20 warm-up runs each), `SC_BENCH_JOBS`
+//! (jobs per throughput batch, default 200), `SC_BENCH_BATCHES` (throughput
+//! batches per contender, default 5; the median batch is reported).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const WARMUP: usize = 20;
+const PARALLEL: usize = 2;
+const TARGET_RATIO: f64 = 1.5;
+const BUILD_CMD: &str = "cd /work/main && cargo build --release -p sidecar";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("exec bench: cannot run: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+fn env_usize(name: &str, default: usize) -> Res<usize> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{name}={v:?} is not a positive whole number")),
+        },
+        _ => Ok(default),
+    }
+}
+
+/// `target/release/sc`: `$CARGO_TARGET_DIR` when set, else the workspace's
+/// `target/` beside this crate.
+fn sc_binary() -> Res<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf();
+    let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
+        }
+        None => workspace.join("target"),
+    };
+    let bin = target.join("release").join("sc");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} not found; build it first: {BUILD_CMD}",
+            bin.display()
+        ))
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// task-spooler's client: `tsp` on Debian, `ts` elsewhere (but moreutils
+/// also ships a `ts`, so check that it is task-spooler).
+fn find_tsp() -> Option<PathBuf> {
+    if let Some(p) = on_path("tsp") {
+        return Some(p);
+    }
+    let p = on_path("ts")?;
+    let out = Command::new(&p)
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.to_lowercase().contains("task spooler").then_some(p)
+}
+
+fn tsp_binary() -> Res<PathBuf> {
+    if let Some(p) = find_tsp() {
+        return Ok(p);
+    }
+    let hint = "install task-spooler: apt-get install -y task-spooler";
+    if unsafe { libc::geteuid() } != 0 || on_path("apt-get").is_none() {
+        return Err(format!("task-spooler (tsp) is not installed; {hint}"));
+    }
+    eprintln!("exec bench: tsp not found; running apt-get install -y task-spooler");
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "task-spooler"])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    match find_tsp() {
+        Some(p) if ok => Ok(p),
+        _ => Err(format!(
+            "task-spooler (tsp) is not installed and installing it failed; {hint}"
+        )),
+    }
+}
+
+/// A command to time: program, arguments, environment.
+#[derive(Clone)]
+struct Contender {
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Contender {
+    fn new(label: &str, program: &Path, args: &[&str], env: &[(String, String)]) -> Contender {
+        Contender {
+            label: label.to_string(),
+            program: program.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    /// One run, output discarded; the wall time from spawn to reaped exit.
+    fn time_once(&self) -> Res<Duration> {
+        let t0 = Instant::now();
+        let status = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let took = t0.elapsed();
+        match status {
+            Ok(s) if s.success() => Ok(took),
+            Ok(s) => Err(self.explain_failure(&format!("exited with {s}"))),
+            Err(e) => Err(format!("cannot start `{}`: {e}", self.label)),
+        }
+    }
+
+    /// Run again with output captured so the failure can be shown.
+    fn explain_failure(&self, first: &str) -> String {
+        let again = match self.command().stdin(Stdio::null()).output() {
+            Ok(o) => format!(
+                "re-run exited with {}; stdout: {:?}; stderr: {:?}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout).trim(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("re-run could not start: {e}"),
+        };
+        format!("`{}` {first} ({again})", self.label)
+    }
+}
+
+/// The daemon, the tsp server and the temp dir; torn down on drop so an
+/// early error leaves nothing running.
+struct Rig {
+    dir: tempfile::TempDir,
+    sc: PathBuf,
+    tsp: PathBuf,
+    daemon: Option<Child>,
+    daemon_log: PathBuf,
+    sc_env: Vec<(String, String)>,
+    tsp_env: Vec<(String, String)>,
+    tsp_started: bool,
+}
+
+impl Rig {
+    fn start(sc: PathBuf, tsp: PathBuf) -> Res<Rig> {
+        let dir = tempfile::Builder::new()
+            .prefix("sc-bench-")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("cannot make a temp dir: {e}"))?;
+        let root = dir.path().to_path_buf();
+        let socket = root.join("sc.sock");
+        let config = root.join("sidecar.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
+                socket.display(),
+                root.join("state").display()
+            ),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        let tsp_tmp = root.join("tsp-out");
+        std::fs::create_dir(&tsp_tmp)
+            .map_err(|e| format!("cannot make {}: {e}", tsp_tmp.display()))?;
+        let daemon_log = root.join("daemon.log");
+        let mut rig = Rig {
+            sc_env: vec![("SC_SOCKET".into(), socket.display().to_string())],
+            tsp_env: vec![
+                (
+                    "TS_SOCKET".into(),
+                    root.join("ts.sock").display().to_string(),
+                ),
+                ("TS_MAXFINISHED".into(), "10".into()),
+                ("TS_SLOTS".into(), PARALLEL.to_string()),
+                ("TMPDIR".into(), tsp_tmp.display().to_string()),
+            ],
+            dir,
+            sc,
+            tsp,
+            daemon: None,
+            daemon_log,
+            tsp_started: false,
+        };
+        let log = File::create(&rig.daemon_log)
+            .map_err(|e| format!("cannot create the daemon log: {e}"))?;
+        let child = Command::new(&rig.sc)
+            .arg("daemon")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start `sc daemon`: {e}"))?;
+        rig.daemon = Some(child);
+        rig.wait_for_socket(&socket)?;
+        // The tsp server starts on first use; start it now with 2 slots.
+        rig.tsp_started = true;
+        let out = Command::new(&rig.tsp)
+            .args(["-S", &PARALLEL.to_string()])
+            .envs(rig.tsp_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run tsp: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`tsp -S {PARALLEL}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(rig)
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.daemon_log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    fn wait_for_socket(&mut self, socket: &Path) -> Res<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if UnixStream::connect(socket).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.daemon.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.daemon = None;
+                return Err(format!(
+                    "`sc daemon` exited with {status} before listening; its log:\n{}",
+                    self.log_tail()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "`sc daemon` did not listen on {} within 15 s; its log:\n{}",
+                    socket.display(),
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `cgroups:` line of `sc status`.
+    fn backend_line(&self) -> Res<String> {
+        let out = Command::new(&self.sc)
+            .arg("status")
+            .envs(self.sc_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run `sc status`: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`sc status` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("cgroups:"))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(|| "(no cgroups line in `sc status`)".into()))
+    }
+
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.daemon_log)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    fn log_since(&self, from: u64) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(&self.daemon_log)
+            && f.seek(SeekFrom::Start(from)).is_ok()
+        {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if self.tsp_started {
+            let _ = Command::new(&self.tsp)
+                .arg("-K")
+                .envs(self.tsp_env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Some(mut child) = self.daemon.take() {
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+/// Sorted samples in milliseconds.
+struct Stats {
+    ms: Vec<f64>,
+}
+
+impl Stats {
+    fn new(samples: &[Duration]) -> Stats {
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Stats { ms }
+    }
+
+    fn median(&self) -> f64 {
+        median_of(&self.ms)
+    }
+
+    /// Nearest-rank 90th percentile.
+    fn p90(&self) -> f64 {
+        let n = self.ms.len();
+        let rank = ((0.9 * n as f64).ceil() as usize).clamp(1, n);
+        self.ms[rank - 1]
+    }
+}
+
+/// Median of sorted values (mean of the middle two for an even count).
+fn median_of(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Warm up, then time every contender `runs` times, interleaved round-robin
+/// (the starting contender rotates each round, so none always goes first).
+fn time_singles(
+    contenders: &[Contender],
+    runs: usize,
+    mut after_warmup: impl FnMut(),
+) -> Res<Vec<Stats>> {
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); contenders.len()];
+    let k = contenders.len();
+    for round in 0..WARMUP + runs {
+        if round == WARMUP {
+            after_warmup();
+        }
+        for i in 0..k {
+            let idx = (round + i) % k;
+            let took = contenders[idx].time_once()?;
+            if round >= WARMUP {
+                samples[idx].push(took);
+            }
+        }
+    }
+    Ok(samples.iter().map(|s| Stats::new(s)).collect())
+}
+
+/// `jobs` runs of one contender, `PARALLEL` at a time: worker threads each
+/// take the next job number from a shared counter and run it to its end.
+fn time_batch(c: &Contender, jobs: usize) -> Res<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..PARALLEL)
+        .map(|_| {
+            let (c, next, failed) = (c.clone(), next.clone(), failed.clone());
+            std::thread::spawn(move || -> Res<()> {
+                while !failed.load(Ordering::Relaxed) && next.fetch_add(1, Ordering::Relaxed) < jobs
+                {
+                    if let Err(e) = c.time_once() {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let mut result = Ok(());
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err("a worker thread panicked".into()),
+        }
+    }
+    let took = t0.elapsed();
+    result.map(|()| took)
+}
+
+/// Daemon-side intervals per job, from the daemon's own log timestamps:
+/// `job queued` → `job started` (grant, the client's fork, the `Spawned`
+/// round trip, cgroup creation and placement) and `job started` →
+/// `job ended` (the release and exec of `true`, its exit, the `Exited`
+/// message, reading usage, removing the cgroups, the history line).
+struct DaemonSplit {
+    jobs: usize,
+    queued_to_started: f64,
+    started_to_ended: f64,
+}
+
+fn seconds_of_day(stamp: &str) -> Option<f64> {
+    // 2026-11-21T06:59:31.779356Z
+    let time = stamp.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn daemon_split(log: &str) -> Option<DaemonSplit> {
+    use std::collections::HashMap;
+    let mut events: HashMap<u64, [Option<f64>; 3]> = HashMap::new();
+    for line in log.lines() {
+        let Some(stamp) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(t) = seconds_of_day(stamp) else {
+            continue;
+        };
+        let slot = if line.contains("job queued ") {
+            0
+        } else if line.contains("job started ") {
+            1
+        } else if line.contains("job ended ") {
+            2
+        } else {
+            continue;
+        };
+        let Some(rest) = line.split(" job=").nth(1) else {
+            continue;
+        };
+        let Ok(id) = rest.split_whitespace().next().unwrap_or("").parse::<u64>() else {
+            continue;
+        };
+        events.entry(id).or_default()[slot] = Some(t);
+    }
+    let day = 86400.0;
+    let gap = |a: f64, b: f64| if b >= a { b - a } else { b + day - a };
+    let mut qs = Vec::new();
+    let mut se = Vec::new();
+    for ev in events.values() {
+        if let [Some(q), Some(s), Some(e)] = *ev {
+            qs.push(gap(q, s) * 1e3);
+            se.push(gap(s, e) * 1e3);
+        }
+    }
+    if qs.is_empty() {
+        return None;
+    }
+    qs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    se.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Some(DaemonSplit {
+        jobs: qs.len(),
+        queued_to_started: median_of(&qs),
+        started_to_ended: median_of(&se),
+    })
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn run() -> Res<()> {
+    let runs = env_usize("SC_BENCH_RUNS", 200)?;
+    let jobs = env_usize("SC_BENCH_JOBS", 200)?;
+    let batches = env_usize("SC_BENCH_BATCHES", 5)?;
+    let sc = sc_binary()?;
+    let tsp = tsp_binary()?;
+    let true_bin = on_path("true").ok_or("`true` is not on PATH")?;
+    let flock = on_path("flock").ok_or("`flock` is not on PATH (util-linux)")?;
+    let root_user = unsafe { libc::geteuid() } == 0;
+
+    let rig = Rig::start(sc.clone(), tsp.clone())?;
+    let backend = rig.backend_line()?;
+    let lock = rig.root().join("lock").display().to_string();
+    let tsp_name = tsp.file_name().unwrap().to_string_lossy().to_string();
+
+    let c_true = Contender::new("true", &true_bin, &[], &[]);
+    let c_flock = Contender::new("flock <tmp>/lock true", &flock, &[&lock, "true"], &[]);
+    let c_tsp = Contender::new(
+        &format!("{tsp_name} -f true"),
+        &tsp,
+        &["-f", "true"],
+        &rig.tsp_env,
+    );
+    let c_sc = Contender::new("sc exec -- true", &sc, &["exec", "--", "true"], &rig.sc_env);
+    let c_ver = Contender::new(
+        "sc --version (ref: process start)",
+        &sc,
+        &["--version"],
+        &[],
+    );
+    let c_status = Contender::new(
+        "sc status (ref: start+connect+hello+1 request)",
+        &sc,
+        &["status"],
+        &rig.sc_env,
+    );
+    let singles = [c_true, c_flock, c_tsp, c_sc, c_ver, c_status];
+    let (i_true, i_tsp, i_sc) = (0, 2, 3);
+
+    eprintln!(
+        "exec bench: {} warm-up + {runs} measured runs of {} contenders, interleaved...",
+        WARMUP,
+        singles.len()
+    );
+    let mut log_from = 0;
+    let single = time_singles(&singles, runs, || log_from = rig.log_len())?;
+    let split = daemon_split(&rig.log_since(log_from));
+
+    // Throughput: batches interleaved round-robin too; one warm-up batch each.
+    let batch_contenders = [&singles[i_true], &singles[i_tsp], &singles[i_sc]];
+    eprintln!(
+        "exec bench: {batches} batches of {jobs} jobs, {PARALLEL} at a time, per contender..."
+    );
+    for c in batch_contenders {
+        time_batch(c, jobs.min(20))?;
+    }
+    let mut totals: Vec<Vec<f64>> = vec![Vec::new(); batch_contenders.len()];
+    for round in 0..batches {
+        for i in 0..batch_contenders.len() {
+            let idx = (round + i) % batch_contenders.len();
+            totals[idx].push(time_batch(batch_contenders[idx], jobs)?.as_secs_f64());
+        }
+    }
+    for t in totals.iter_mut() {
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
+    let total: Vec<f64> = totals.iter().map(|t| median_of(t)).collect();
+
+    drop(rig);
+
+    // ---- report ----
+    let med_true = single[i_true].median();
+    let med_tsp = single[i_tsp].median();
+    let med_sc = single[i_sc].median();
+    let ratio = med_sc / med_tsp;
+    println!("## sc exec overhead (issue 2)");
+    println!();
+    println!(
+        "host: {} cores, kernel {}, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        kernel(),
+        if root_user {
+            "run as root"
+        } else {
+            "NOT root (cgroups may be off)"
+        }
+    );
+    println!("sc backend: {backend}");
+    println!(
+        "single: median/p90 of {runs} runs each after {WARMUP} warm-up, interleaved round-robin; \
+         throughput: median of {batches} batches of {jobs} jobs, {PARALLEL} at a time \
+         (tsp server with {PARALLEL} slots)"
+    );
+    println!();
+    println!("| measurement | median ms | p90 ms | total s | jobs/s | × true | × tsp |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (c, s) in singles.iter().zip(&single) {
+        println!(
+            "| single: `{}` | {:.2} | {:.2} | — | {:.0} | {:.2} | {:.2} |",
+            c.label,
+            s.median(),
+            s.p90(),
+            1e3 / s.median(),
+            s.median() / med_true,
+            s.median() / med_tsp,
+        );
+    }
+    for (c, t) in batch_contenders.iter().zip(&total) {
+        println!(
+            "| {jobs} × `{}`, {PARALLEL} at a time | — | — | {:.3} | {:.0} | {:.2} | {:.2} |",
+            c.label,
+            t,
+            jobs as f64 / t,
+            t / total[0],
+            t / total[1],
+        );
+    }
+    println!();
+    println!(
+        "target: sc exec -- true within {TARGET_RATIO}x of {tsp_name} -f true: {} (ratio {:.2})",
+        if ratio <= TARGET_RATIO {
+            "MET"
+        } else {
+            "NOT MET"
+        },
+        ratio
+    );
+    println!(
+        "throughput ratio sc/{tsp_name} ({jobs} jobs, {PARALLEL} at a time): {:.2}",
+        total[2] / total[1]
+    );
+    match split {
+        Some(s) => println!(
+            "daemon-side split of the measured `sc exec -- true` runs (median of {} jobs, from the daemon log): \
+             queued→started {:.2} ms (grant, fork, Spawned round trip, cgroup create + place, persist), \
+             started→ended {:.2} ms (release, exec+exit of true, Exited, usage read, cgroup removal, history); \
+             the remaining {:.2} ms of the {:.2} ms median is outside that span \
+             (sc process start, runtime, connect + hello + Exec + record before `queued`; Finished + exit after `ended`)",
+            s.jobs,
+            s.queued_to_started,
+            s.started_to_ended,
+            med_sc - s.queued_to_started - s.started_to_ended,
+            med_sc
+        ),
+        None => println!("daemon-side split: not available (no job lines found in the daemon log)"),
+    }
+    Ok(())
+}
