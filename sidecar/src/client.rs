@@ -98,6 +98,12 @@ impl Conn {
 
 /// Connect and say hello, without starting anything.
 pub async fn connect_to(path: &Path) -> Result<Conn> {
+    connect_to_with(path, None).await
+}
+
+/// Connect and say hello; `first` is sent in the same write as the hello,
+/// saving a round trip (the daemon answers hello first, then `first`).
+pub async fn connect_to_with(path: &Path, first: Option<&Request>) -> Result<Conn> {
     let stream = UnixStream::connect(path)
         .await
         .with_context(|| format!("cannot connect to the sc daemon at {}", path.display()))?;
@@ -110,7 +116,14 @@ pub async fn connect_to(path: &Path) -> Result<Conn> {
         protocol: PROTOCOL_VERSION,
         client: format!("sc {}", env!("CARGO_PKG_VERSION")),
     };
-    match conn.call(&hello).await? {
+    let mut bytes = sc_protocol::codec::encode_to_vec(FrameKind::Request, &hello)?;
+    if let Some(first) = first {
+        sc_protocol::codec::encode(FrameKind::Request, first, &mut bytes)?;
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut conn.writer, &bytes)
+        .await
+        .context("cannot send to the sc daemon")?;
+    match conn.recv().await? {
         Response::Hello { .. } => Ok(conn),
         Response::Error { message, .. } => bail!("the sc daemon refused us: {message}"),
         other => bail!("unexpected answer to hello: {other:?}"),
@@ -120,15 +133,20 @@ pub async fn connect_to(path: &Path) -> Result<Conn> {
 /// Connect to the chosen daemon, starting a private one if allowed and
 /// nothing listens.
 pub async fn connect() -> Result<Conn> {
+    connect_with(None).await
+}
+
+/// [`connect`], sending `first` right behind the hello.
+pub async fn connect_with(first: Option<&Request>) -> Result<Conn> {
     let choice = choose_socket();
-    match connect_to(&choice.path).await {
+    match connect_to_with(&choice.path, first).await {
         Ok(c) => Ok(c),
         Err(e) if choice.autostart && daemon_absent(&e) => {
             start_private_daemon(&choice.path)?;
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                match connect_to(&choice.path).await {
+                match connect_to_with(&choice.path, first).await {
                     Ok(c) => return Ok(c),
                     Err(e) if Instant::now() > deadline => {
                         let log = private_state_dir().join("daemon.log");

@@ -60,17 +60,13 @@ fn request(args: &ExecArgs) -> ExecRequest {
 async fn run(args: ExecArgs) -> u8 {
     let mut rep = Reporter::new(args.json);
     let exec = request(&args);
-    let mut conn = match client::connect().await {
+    let mut conn = match client::connect_with(Some(&Request::Exec(exec.clone()))).await {
         Ok(c) => c,
         Err(e) => {
             rep.error(&format!("{e:#}"));
             return EXIT_SC_ERROR;
         }
     };
-    if let Err(e) = conn.send(&Request::Exec(exec.clone())).await {
-        rep.error(&format!("{e:#}"));
-        return EXIT_SC_ERROR;
-    }
     let (job, env) = match wait_for_grant(&mut conn, &exec, &mut rep).await {
         Ok(g) => g,
         Err(code) => return code,
@@ -285,15 +281,15 @@ async fn supervise(
                     Ok(_) => {}
                     Err(_) => {
                         conn = None;
-                        rep.say(&format!("lost the sc daemon; job {job} keeps running, re-attaching when it is back"));
+                        rep.warn(&format!("lost the sc daemon; job {job} keeps running, re-attaching when it is back"));
                     }
                 }
             }
             _ = retry.tick(), if conn.is_none() && !unsupervised => {
                 let req = reattach_req(exec, job, pid, started);
                 match try_reattach(&req).await {
-                    Attach::Done(c) => { conn = Some(c); rep.say(&format!("re-attached job {job} to the sc daemon")); }
-                    Attach::Refused(msg) => { unsupervised = true; rep.say(&format!("warning: {msg}")); }
+                    Attach::Done(c) => { conn = Some(c); rep.warn(&format!("re-attached job {job} to the sc daemon")); }
+                    Attach::Refused(msg) => { unsupervised = true; rep.warn(&format!("warning: {msg}")); }
                     Attach::NoDaemon => {}
                 }
             }
@@ -323,9 +319,30 @@ async fn supervise(
         Ended::Signal(s) => (None, Some(s), ChildExit::Signal(s)),
     };
     let usage = match conn.as_mut() {
-        Some(c) => report_exit(c, job, exit).await,
+        Some(c) => {
+            let (usage, late) = report_exit(c, job, exit).await;
+            // The child's end can win the race against a notice sent before
+            // it (a timeout's SIGTERM follows its notice): handle those now.
+            for resp in late {
+                if let Response::Cancelled {
+                    reason,
+                    timed_out: t,
+                    ..
+                } = resp
+                {
+                    timed_out |= t;
+                    rep.say(&format!("job {job} {reason}"));
+                    rep.event(
+                        "cancelled",
+                        job,
+                        serde_json::json!({"reason": reason, "timed_out": t}),
+                    );
+                }
+            }
+            usage
+        }
         None => {
-            rep.say(&format!(
+            rep.warn(&format!(
                 "warning: the sc daemon went away while job {job} ran and did not come back; the job ran to its end unsupervised"
             ));
             None
@@ -350,21 +367,29 @@ fn reattach_req(exec: &ExecRequest, job: JobId, pid: i32, started: Instant) -> R
     }
 }
 
-async fn report_exit(conn: &mut Conn, job: JobId, exit: ChildExit) -> Option<JobUsage> {
+/// Report the exit and wait for the daemon's accounting. Also returns the
+/// notices that were still queued ahead of it.
+async fn report_exit(
+    conn: &mut Conn,
+    job: JobId,
+    exit: ChildExit,
+) -> (Option<JobUsage>, Vec<Response>) {
+    let mut late = Vec::new();
     let fut = async {
         conn.send(&Request::Exited { job, exit }).await.ok()?;
         loop {
             match conn.recv().await.ok()? {
                 Response::Finished { usage, .. } => return Some(usage),
                 Response::Error { .. } => return None,
-                _ => {}
+                other => late.push(other),
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    let usage = tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .ok()
-        .flatten()
+        .flatten();
+    (usage, late)
 }
 
 enum Attach {

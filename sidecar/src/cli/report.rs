@@ -30,10 +30,13 @@ impl Reporter {
         }
     }
 
+    /// One JSON line in ONE write: stderr is unbuffered and shared with the
+    /// command, and a single write below PIPE_BUF is never interleaved.
     fn emit(&mut self, v: serde_json::Value) {
         if self.json {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{v}");
+            let mut line = v.to_string();
+            line.push('\n');
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }
 
@@ -100,6 +103,17 @@ impl Reporter {
     pub fn say(&mut self, msg: &str) {
         self.clear();
         if !self.json {
+            eprintln!("sc: {msg}");
+        }
+    }
+
+    /// Something the user must know about sc itself (the daemon went away,
+    /// came back): a line, or a `warning` event in JSON mode.
+    pub fn warn(&mut self, msg: &str) {
+        self.clear();
+        if self.json {
+            self.emit(json!({"event": "warning", "job": self.job, "message": msg}));
+        } else {
             eprintln!("sc: {msg}");
         }
     }

@@ -105,6 +105,16 @@ pub fn enqueue(
     let position = d.jobs.values().filter(|j| j.is_queued()).count() as u32;
     drop(d);
     let _ = tx.send(Response::Queued { job: id, position });
+    // Decide right away rather than on the scheduler's next turn: an idle
+    // host grants in the same step. Anything the pass leaves (abandoned
+    // jobs) is the scheduler's to clean up.
+    let (_, abandoned) = super::scheduler::pass(shared, Instant::now());
+    if !abandoned.is_empty() {
+        shared
+            .daemon()
+            .jobs
+            .extend(abandoned.into_iter().map(|j| (j.id, j)));
+    }
     shared.kick();
     Some((id, conn))
 }

@@ -17,6 +17,7 @@ pub mod store;
 pub use setup::{DaemonOptions, run};
 
 use state::Daemon;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -25,14 +26,33 @@ use tokio::sync::Notify;
 pub struct Shared {
     inner: Arc<Mutex<Daemon>>,
     kick: Arc<Notify>,
+    tree: sc_supervisor::CgroupTree,
+    priming: Arc<AtomicBool>,
 }
 
 impl Shared {
     fn new(daemon: Daemon) -> Shared {
         Shared {
+            tree: daemon.tree.clone(),
             inner: Arc::new(Mutex::new(daemon)),
             kick: Arc::new(Notify::new()),
+            priming: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A client connected and may soon need a job placed: start the
+    /// kernel's slow migration path now, in the background, so placement
+    /// does not wait for it (see `CgroupTree::prime_migration`).
+    fn prime_migration(&self) {
+        if self.priming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let tree = self.tree.clone();
+        let flag = Arc::clone(&self.priming);
+        tokio::task::spawn_blocking(move || {
+            tree.prime_migration();
+            flag.store(false, Ordering::Release);
+        });
     }
 
     /// Lock the state. A panic while holding the lock is a bug, but the

@@ -54,7 +54,7 @@ pub async fn run(shared: Shared) {
 
 /// One scheduling pass. Returns when to wake next (if nothing else kicks)
 /// and the jobs to clean up outside the lock.
-fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>) {
+pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>) {
     let mut d = shared.daemon();
     let expired: Vec<_> = d
         .jobs

@@ -6,7 +6,9 @@
 //! its socket. Bad input gets an error frame naming the problem, then the
 //! connection closes; nothing here can take the daemon down.
 
-use super::state::{ClientLink, Ending, Job, StopReason, reap, record_end, wall_ms};
+use super::state::{
+    ClientLink, Ending, Job, StopReason, account, cleanup, reap, record_end, wall_ms,
+};
 use super::{Shared, control, lifecycle};
 use crate::wire::{FrameReader, WireError, write_msg};
 use sc_protocol::codec::{CodecError, FrameKind};
@@ -215,7 +217,7 @@ async fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Respo
     };
     shared.kick();
     let job = tokio::task::spawn_blocking(move || {
-        let usage = reap(&job);
+        let usage = account(&job);
         let mut ending = match exit {
             ChildExit::Code(c) => Ending {
                 outcome: "exited",
@@ -248,11 +250,17 @@ async fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Respo
             ending.reason = Some(format!("{} OOM kill(s)", usage.oom_kills));
         }
         record_end(&store, &job, &ending, &usage);
-        (job.id, usage)
+        (job, usage)
     })
     .await;
     match job {
-        Ok((job, usage)) => Response::Finished { job, usage },
+        Ok((job, usage)) => {
+            // The end is recorded; removing the group (and anything the
+            // command left running) need not hold up its `sc exec`.
+            let id = job.id;
+            tokio::task::spawn_blocking(move || cleanup(&job));
+            Response::Finished { job: id, usage }
+        }
         Err(e) => Response::error(ErrorKind::Internal, format!("cannot finish job {id}: {e}")),
     }
 }

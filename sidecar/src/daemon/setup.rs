@@ -242,6 +242,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     let mut daemon = Daemon {
         jobs: Default::default(),
         next_id: store.next_id()?,
+        ids_reserved: 0,
         next_seq: 0,
         next_conn: 0,
         capacity,
@@ -271,6 +272,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    shared.prime_migration();
                     tokio::spawn(session::serve(shared.clone(), stream));
                 }
                 Err(e) => {

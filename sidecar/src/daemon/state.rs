@@ -130,9 +130,14 @@ impl Capacity {
     }
 }
 
+/// How many job ids are reserved on disk at a time.
+const ID_BLOCK: JobId = 64;
+
 pub struct Daemon {
     pub jobs: BTreeMap<JobId, Job>,
     pub next_id: JobId,
+    /// Ids below this are reserved in the state dir's `next_id`.
+    pub ids_reserved: JobId,
     pub next_seq: u64,
     pub next_conn: u64,
     pub capacity: Capacity,
@@ -191,11 +196,16 @@ impl Daemon {
         }
     }
 
+    /// A new job id. Ids are reserved on disk in blocks, so a restarted
+    /// daemon never reuses one, without a write per job.
     pub fn alloc_id(&mut self) -> JobId {
         let id = self.next_id;
         self.next_id += 1;
-        if let Err(e) = self.store.set_next_id(self.next_id) {
-            tracing::warn!("cannot persist next job id: {e}");
+        if self.next_id > self.ids_reserved {
+            self.ids_reserved = self.next_id + ID_BLOCK;
+            if let Err(e) = self.store.set_next_id(self.ids_reserved) {
+                tracing::warn!("cannot persist next job id: {e}");
+            }
         }
         id
     }
@@ -229,9 +239,8 @@ pub struct Ending {
     pub reason: Option<String>,
 }
 
-/// Kill what is left of a job, read its accounting and remove its cgroup.
-/// Slow (up to seconds): call without the lock held.
-pub fn reap(job: &Job) -> JobUsage {
+/// Read a job's accounting from its cgroup (before it is removed).
+pub fn account(job: &Job) -> JobUsage {
     let mut usage = JobUsage {
         mem_limit: job.limits.mem_max,
         waited_ms: job
@@ -245,13 +254,21 @@ pub fn reap(job: &Job) -> JobUsage {
             .unwrap_or(0),
         ..Default::default()
     };
+    if let Some(cg) = &job.cgroup
+        && let Ok(u) = cg.usage()
+    {
+        usage.peak_mem = u.mem_peak;
+        usage.cpu_time_us = u.cpu_time_us;
+        usage.oom_kills = u.oom_kills.unwrap_or(0);
+    }
+    usage
+}
+
+/// Kill what is left of a job and remove its cgroup. Slow (up to seconds):
+/// call without the lock held.
+pub fn cleanup(job: &Job) {
     match &job.cgroup {
         Some(cg) => {
-            if let Ok(u) = cg.usage() {
-                usage.peak_mem = u.mem_peak;
-                usage.cpu_time_us = u.cpu_time_us;
-                usage.oom_kills = u.oom_kills.unwrap_or(0);
-            }
             if let Err(e) = cg.remove() {
                 tracing::warn!(job = job.id, "cannot remove job cgroup: {e}");
             }
@@ -266,6 +283,12 @@ pub fn reap(job: &Job) -> JobUsage {
             }
         }
     }
+}
+
+/// Account, then kill what is left and remove the cgroup.
+pub fn reap(job: &Job) -> JobUsage {
+    let usage = account(job);
+    cleanup(job);
     usage
 }
 
