@@ -164,3 +164,33 @@ pub fn wait(pid: i32) -> std::io::Result<Ended> {
         }
     }
 }
+
+/// Wait for `pid` without a thread: a pidfd becomes readable when the
+/// process ends (Linux 5.3+). Falls back to a blocking wait on a thread.
+pub async fn wait_async(pid: i32) -> std::io::Result<Ended> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return tokio::task::spawn_blocking(move || wait(pid))
+            .await
+            .map_err(std::io::Error::other)?;
+    }
+    // SAFETY: the fd was just returned to us and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the OwnedFd stays open and unchanged while the AsyncFd owns it.
+    let afd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    loop {
+        let mut guard = afd.readable().await?;
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Ended::Code(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Ended::Signal(sig as i32)),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => guard.clear_ready(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -31,9 +31,9 @@ pub fn main(args: ExecArgs) -> ExitCode {
         }
     };
     let code = rt.block_on(run(args));
-    // Blocking waits (e.g. a reconnect in flight) must not hold up our exit.
-    rt.shutdown_background();
-    ExitCode::from(code)
+    // Nothing is left to flush (stderr is unbuffered, stdout is the
+    // command's): exit now rather than tear the runtime down.
+    std::process::exit(i32::from(code))
 }
 
 fn request(args: &ExecArgs) -> ExecRequest {
@@ -224,7 +224,7 @@ async fn supervise(
 ) -> u8 {
     use tokio::signal::unix::{SignalKind, signal};
     let pid = held.pid;
-    let mut waiter = tokio::task::spawn_blocking(move || child::wait(pid));
+    let mut waiter = Box::pin(child::wait_async(pid));
     let mut sigs = Vec::new();
     for kind in [
         SignalKind::terminate(),
@@ -296,11 +296,7 @@ async fn supervise(
         }
     };
     let ended = match ended {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => {
-            rep.error(&format!("cannot wait for the command: {e}"));
-            return EXIT_SC_ERROR;
-        }
+        Ok(e) => e,
         Err(e) => {
             rep.error(&format!("cannot wait for the command: {e}"));
             return EXIT_SC_ERROR;

@@ -105,6 +105,7 @@ pub fn enqueue(
     let position = d.jobs.values().filter(|j| j.is_queued()).count() as u32;
     drop(d);
     let _ = tx.send(Response::Queued { job: id, position });
+    prepare_cgroup(shared, id);
     // Decide right away rather than on the scheduler's next turn: an idle
     // host grants in the same step. Anything the pass leaves (abandoned
     // jobs) is the scheduler's to clean up.
@@ -117,6 +118,40 @@ pub fn enqueue(
     }
     shared.kick();
     Some((id, conn))
+}
+
+/// Create the job's cgroup ahead of its placement, off the critical path:
+/// the mkdirs and limit writes overlap with the grant and the client's fork.
+/// `place` creates it itself if this has not finished by then.
+fn prepare_cgroup(shared: &Shared, id: JobId) {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let (tree, limits) = {
+            let d = shared.daemon();
+            let Some(job) = d.jobs.get(&id) else { return };
+            if job.cgroup.is_some()
+                || matches!(d.tree.info().kind, sc_supervisor::BackendKind::None)
+            {
+                return;
+            }
+            (d.tree.clone(), job.limits.clone())
+        };
+        match tree.create(&format!("jobs/{id}"), &limits) {
+            Ok(cg) => {
+                let mut d = shared.daemon();
+                match d.jobs.get_mut(&id) {
+                    Some(job) if job.cgroup.is_none() => job.cgroup = Some(cg),
+                    Some(_) => {}
+                    // The job ended (cancelled, client gone) meanwhile.
+                    None => {
+                        drop(d);
+                        let _ = cg.remove();
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(job = id, "cannot prepare cgroup yet: {e}"),
+        }
+    });
 }
 
 /// An `sc exec` comes back after a daemon restart (or a lost connection).
@@ -155,6 +190,14 @@ pub fn reattach(
             format!("job {id} belongs to uid {}", job.owner),
         ));
         return None;
+    }
+    // The record may predate the placement (it is written after `Placed`):
+    // then the job's own cgroup vouches for the pid.
+    if job.pid.is_none()
+        && let (Some(p), Some(cg)) = (pid, &job.cgroup)
+        && cg.pids().is_ok_and(|pids| pids.contains(&p))
+    {
+        job.pid = Some(p);
     }
     if job.pid != pid {
         let _ = tx.send(Response::error(
@@ -217,12 +260,14 @@ pub fn place(shared: &Shared, peer: Peer, id: JobId, pid: u32) -> Response {
         );
     }
     let limits = job.limits.clone();
+    let ready = job.cgroup.clone();
     let cgroup = if enforcing {
         let rel = format!("jobs/{id}");
-        let placed = d
-            .tree
-            .create(&rel, &limits)
-            .and_then(|cg| cg.add_pid(pid).map(|()| cg));
+        let group = match ready {
+            Some(cg) => Ok(cg),
+            None => d.tree.create(&rel, &limits),
+        };
+        let placed = group.and_then(|cg| cg.add_pid(pid).map(|()| cg));
         match placed {
             Ok(cg) => Some(cg),
             Err(e) => {
@@ -248,8 +293,16 @@ pub fn place(shared: &Shared, peer: Peer, id: JobId, pid: u32) -> Response {
         .cgroup
         .as_ref()
         .and_then(|c| c.paths().first().map(|p| p.display().to_string()));
-    d.persist(id);
+    let record = job.persisted();
+    let store = d.store.clone();
     drop(d);
+    // The pid is written down after the reply: until then a restarted
+    // daemon still finds the job through its cgroup (see `adopt`).
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.save_job(&record) {
+            tracing::error!(job = id, "cannot persist job: {e}");
+        }
+    });
     if let Some(after) = timeout {
         let shared = shared.clone();
         tokio::spawn(async move {

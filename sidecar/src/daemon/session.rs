@@ -178,7 +178,7 @@ async fn exec_loop(
                 let _ = tx.send(resp);
             }
             Request::Exited { job: j, exit } if j == job && !finished => {
-                let resp = finish(shared, job, conn, exit).await;
+                let resp = finish(shared, job, conn, exit);
                 finished = matches!(resp, Response::Finished { .. });
                 let _ = tx.send(resp);
             }
@@ -196,8 +196,8 @@ async fn exec_loop(
     }
 }
 
-/// The job's child ended: account, clean up, record.
-async fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Response {
+/// The job's child ended: account, record, answer; clean up after.
+fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Response {
     let (job, store) = {
         let mut d = shared.daemon();
         let ours = d
@@ -216,53 +216,49 @@ async fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Respo
         (job, d.store.clone())
     };
     shared.kick();
-    let job = tokio::task::spawn_blocking(move || {
-        let usage = account(&job);
-        let mut ending = match exit {
-            ChildExit::Code(c) => Ending {
-                outcome: "exited",
-                code: Some(c),
-                ..Default::default()
-            },
-            ChildExit::Signal(s) => Ending {
-                outcome: "signal",
-                signal: Some(s),
-                ..Default::default()
-            },
-            ChildExit::SpawnFailed { errno } => Ending {
-                outcome: "spawn-failed",
-                reason: Some(std::io::Error::from_raw_os_error(errno).to_string()),
-                ..Default::default()
-            },
-        };
-        match &job.stopping {
-            Some(StopReason::Cancelled { by }) => {
-                ending.outcome = "cancelled";
-                ending.reason = Some(format!("cancelled by uid {by}"));
-            }
-            Some(StopReason::TimedOut { after }) => {
-                ending.outcome = "timed-out";
-                ending.reason = Some(format!("timed out after {after:?}"));
-            }
-            None => {}
+    // Reading a few cgroup files and appending one line are fast enough to
+    // do here; only the cgroup's removal (which may have to kill what the
+    // command left behind) goes to a blocking thread, after the reply.
+    let usage = account(&job);
+    let ending = ending_of(&job, exit, &usage);
+    record_end(&store, &job, &ending, &usage);
+    tokio::task::spawn_blocking(move || cleanup(&job));
+    Response::Finished { job: id, usage }
+}
+
+fn ending_of(job: &Job, exit: ChildExit, usage: &sc_protocol::JobUsage) -> Ending {
+    let mut ending = match exit {
+        ChildExit::Code(c) => Ending {
+            outcome: "exited",
+            code: Some(c),
+            ..Default::default()
+        },
+        ChildExit::Signal(s) => Ending {
+            outcome: "signal",
+            signal: Some(s),
+            ..Default::default()
+        },
+        ChildExit::SpawnFailed { errno } => Ending {
+            outcome: "spawn-failed",
+            reason: Some(std::io::Error::from_raw_os_error(errno).to_string()),
+            ..Default::default()
+        },
+    };
+    match &job.stopping {
+        Some(StopReason::Cancelled { by }) => {
+            ending.outcome = "cancelled";
+            ending.reason = Some(format!("cancelled by uid {by}"));
         }
-        if usage.oom_kills > 0 {
-            ending.reason = Some(format!("{} OOM kill(s)", usage.oom_kills));
+        Some(StopReason::TimedOut { after }) => {
+            ending.outcome = "timed-out";
+            ending.reason = Some(format!("timed out after {after:?}"));
         }
-        record_end(&store, &job, &ending, &usage);
-        (job, usage)
-    })
-    .await;
-    match job {
-        Ok((job, usage)) => {
-            // The end is recorded; removing the group (and anything the
-            // command left running) need not hold up its `sc exec`.
-            let id = job.id;
-            tokio::task::spawn_blocking(move || cleanup(&job));
-            Response::Finished { job: id, usage }
-        }
-        Err(e) => Response::error(ErrorKind::Internal, format!("cannot finish job {id}: {e}")),
+        None => {}
     }
+    if usage.oom_kills > 0 {
+        ending.reason = Some(format!("{} OOM kill(s)", usage.oom_kills));
+    }
+    ending
 }
 
 /// The `sc exec` connection closed before the job's end was reported: the

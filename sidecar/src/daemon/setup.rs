@@ -163,10 +163,14 @@ fn adopt(daemon: &mut Daemon) {
             super::store::PersistedState::Running { pid } => Some(pid),
             super::store::PersistedState::Queued => None,
         };
-        let cgroup = match pid {
-            Some(_) => daemon.tree.open(&format!("jobs/{}", rec.id)).ok().flatten(),
-            None => None,
-        };
+        // A queued record with a populated group was placed just before the
+        // old daemon died, before its record caught up: it is running.
+        let cgroup = daemon
+            .tree
+            .open(&format!("jobs/{}", rec.id))
+            .ok()
+            .flatten()
+            .filter(|cg| pid.is_some() || cg.is_populated().unwrap_or(false));
         let ago = |t: u64| std::time::Duration::from_millis(wall.saturating_sub(t));
         let job = Job {
             id: rec.id,

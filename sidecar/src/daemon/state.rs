@@ -60,7 +60,7 @@ impl Job {
     pub fn holds_resources(&self) -> bool {
         match self.state {
             JobState::Queued => false,
-            JobState::Detached => self.pid.is_some(),
+            JobState::Detached => self.pid.is_some() || self.cgroup.is_some(),
             JobState::Starting | JobState::Running | JobState::Paused => true,
         }
     }
@@ -213,14 +213,6 @@ impl Daemon {
     pub fn alloc_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
-    }
-
-    pub fn persist(&self, id: JobId) {
-        if let Some(job) = self.jobs.get(&id)
-            && let Err(e) = self.store.save_job(&job.persisted())
-        {
-            tracing::error!(job = id, "cannot persist job: {e}");
-        }
     }
 
     /// Take a job out of the table for good. Its record stays on disk until
