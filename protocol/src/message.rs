@@ -5,6 +5,11 @@
 //! stays open for the job's whole life, because the socket closing is how the
 //! daemon learns that `sc exec` died.
 //!
+//! An `exec` runs: `Exec` (with the pid of the caller's already forked, held
+//! child) → `Queued` → `Waiting`* → `Granted` (the daemon has placed the pid
+//! in the job's cgroup) → the caller releases the child into `exec` →
+//! `Exited` → `Finished`.
+//!
 //! Durations cross the wire as milliseconds already computed by the sender
 //! (ages, waits), so neither side needs the other's clock.
 
@@ -50,6 +55,9 @@ pub struct ExecRequest {
     pub client_pid: u32,
     /// Kill the job after this long running (`--timeout`), in ms.
     pub timeout_ms: Option<u64>,
+    /// The job's process: a child of the caller, forked before this request
+    /// and held before `exec` until the daemon has placed it in its cgroup.
+    pub pid: u32,
 }
 
 /// How a job's process ended, as the `sc exec` process saw it from `waitpid`.
@@ -72,22 +80,17 @@ pub enum Request {
     },
     /// Queue a job; the connection then carries its whole life.
     Exec(ExecRequest),
-    /// The job's child has been forked (blocked before exec); place it.
-    Spawned {
-        job: JobId,
-        pid: u32,
-    },
     /// The job's child ended.
     Exited {
         job: JobId,
         exit: ChildExit,
     },
-    /// After a daemon restart: the `sc exec` of a job comes back. `pid` is
-    /// the running child, or `None` if the job was still queued.
+    /// After a daemon restart: the `sc exec` of a job comes back. `running`
+    /// says whether its process was already released into exec.
     Reattach {
         exec: ExecRequest,
         job: JobId,
-        pid: Option<u32>,
+        running: bool,
         waited_ms: u64,
     },
     Ps,
@@ -271,14 +274,11 @@ pub enum Response {
         position: u32,
         waited_ms: u64,
     },
-    /// The job may start: fork the child (blocked before exec) and send `Spawned`.
+    /// The job's process is in its cgroup with its limits: release it into
+    /// `exec` with `env` added to its environment.
     Granted {
         job: JobId,
         env: Vec<(String, String)>,
-    },
-    /// The child is in its cgroup with limits applied: let it exec.
-    Placed {
-        job: JobId,
         cgroup: Option<String>,
         enforced: Vec<String>,
     },

@@ -32,9 +32,10 @@ fn arb_exec() -> impl Strategy<Value = ExecRequest> {
         any::<u32>(),
         any::<u32>(),
         proptest::option::of(any::<u64>()),
+        any::<u32>(),
     )
         .prop_map(
-            |(argv, cwd, requests, priority, name, uid, client_pid, timeout_ms)| ExecRequest {
+            |(argv, cwd, requests, priority, name, uid, client_pid, timeout_ms, pid)| ExecRequest {
                 argv,
                 cwd,
                 requests,
@@ -43,6 +44,7 @@ fn arb_exec() -> impl Strategy<Value = ExecRequest> {
                 uid,
                 client_pid,
                 timeout_ms,
+                pid,
             },
         )
 }
@@ -51,7 +53,6 @@ fn arb_request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u8>(), ".*").prop_map(|(protocol, client)| Request::Hello { protocol, client }),
         arb_exec().prop_map(Request::Exec),
-        (any::<u64>(), any::<u32>()).prop_map(|(job, pid)| Request::Spawned { job, pid }),
         (any::<u64>(), any::<i32>()).prop_map(|(job, c)| Request::Exited {
             job,
             exit: ChildExit::Code(c)
@@ -60,18 +61,14 @@ fn arb_request() -> impl Strategy<Value = Request> {
             job,
             exit: ChildExit::Signal(s)
         }),
-        (
-            arb_exec(),
-            any::<u64>(),
-            proptest::option::of(any::<u32>()),
-            any::<u64>()
-        )
-            .prop_map(|(exec, job, pid, waited_ms)| Request::Reattach {
+        (arb_exec(), any::<u64>(), any::<bool>(), any::<u64>()).prop_map(
+            |(exec, job, running, waited_ms)| Request::Reattach {
                 exec,
                 job,
-                pid,
+                running,
                 waited_ms
-            }),
+            }
+        ),
         Just(Request::Ps),
         Just(Request::Status),
         any::<u64>().prop_map(|job| Request::Cancel { job }),
@@ -157,7 +154,7 @@ fn response_round_trip() {
 #[test]
 fn golden_frame_v1() {
     let bytes = codec::encode_to_vec(FrameKind::Request, &Request::Cancel { job: 7 }).unwrap();
-    assert_eq!(bytes, vec![b's', b'c', 1, 1, 0, 0, 0, 2, 7, 7]);
+    assert_eq!(bytes, vec![b's', b'c', 1, 1, 0, 0, 0, 2, 6, 7]);
     let bytes = codec::encode_to_vec(FrameKind::Request, &Request::Ps).unwrap();
     assert_eq!(bytes.len(), HEADER_LEN + 1);
 }

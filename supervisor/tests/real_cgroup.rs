@@ -357,3 +357,226 @@ fn pure_v1_freezer_and_kill_loop_on_real_kernel() {
     assert_eq!(status.signal(), Some(9), "{status:?}");
     g.remove().expect("remove");
 }
+
+/// Which hierarchy a subtree root belongs to, by its interface files.
+fn hierarchy_of(root: &std::path::Path) -> &'static str {
+    let files = [
+        ("cgroup.freeze", "unified"),
+        ("memory.limit_in_bytes", "memory"),
+        ("cpu.cfs_quota_us", "cpu"),
+        ("cpuacct.usage", "cpuacct"),
+        ("pids.max", "pids"),
+        ("freezer.state", "freezer"),
+    ];
+    files
+        .iter()
+        .find(|(f, _)| root.join(f).exists())
+        .map_or("?", |(_, name)| name)
+}
+
+/// On this hybrid host a group without limits is only in the memory and
+/// unified hierarchies, and freeze, kill and CPU accounting work there; a
+/// CPU limit puts it in the v1 cpu hierarchy too.
+#[test]
+fn hybrid_group_only_in_needed_hierarchies() {
+    let Some(mut guard) = setup("place", &["memory", "cpu", "freeze", "kill"]) else {
+        return;
+    };
+    let info = guard.tree.info();
+    if info.kind != (BackendKind::V1 { unified: true }) {
+        let _ = std::io::stderr()
+            .write_all(b"hybrid placement test: host is not hybrid; not applicable\n");
+        return;
+    }
+    let kinds: Vec<(&str, std::path::PathBuf)> = info
+        .root
+        .iter()
+        .map(|r| (hierarchy_of(r), r.clone()))
+        .collect();
+    eprintln!("hierarchies: {kinds:?}");
+    let in_group = |g: &Cgroup| -> Vec<&str> {
+        kinds
+            .iter()
+            .filter(|(_, r)| r.join(g.rel()).is_dir())
+            .map(|(k, _)| *k)
+            .collect()
+    };
+
+    let g = guard
+        .tree
+        .create("jobs/1", &Limits::default())
+        .expect("create");
+    guard.groups.push(g.clone());
+    assert_eq!(in_group(&g), ["memory", "unified"]);
+    assert_eq!(g.paths().len(), 2, "{:?}", g.paths());
+    assert!(
+        g.paths()[0].starts_with("/sys/fs/cgroup/memory/"),
+        "{:?}",
+        g.paths()
+    );
+    assert!(
+        g.paths()[1].starts_with("/sys/fs/cgroup/unified/"),
+        "{:?}",
+        g.paths()
+    );
+    // New, so no limit writes were needed: the kernel's defaults hold.
+    let mem_limit = fs::read_to_string(g.paths()[0].join("memory.limit_in_bytes"));
+    let memory_root = kinds.iter().find(|(k, _)| *k == "memory").map(|(_, r)| r);
+    let parent = fs::read_to_string(
+        memory_root
+            .expect("memory hierarchy")
+            .join("memory.soft_limit_in_bytes"),
+    );
+    eprintln!("new group memory.limit_in_bytes {mem_limit:?}");
+    assert_eq!(
+        mem_limit.ok().map(|v| v.trim().to_owned()),
+        parent.ok().map(|v| v.trim().to_owned()),
+        "unlimited (same as an unset soft limit)"
+    );
+    for other in ["cpu", "cpuacct", "pids", "freezer"] {
+        let dir = std::path::Path::new("/sys/fs/cgroup").join(other);
+        let found = kinds
+            .iter()
+            .filter(|(_, r)| r.starts_with(&dir))
+            .any(|(_, r)| r.join("jobs").exists());
+        assert!(!found, "no job dirs under {}", dir.display());
+    }
+
+    // A gated busy loop: it only spins once it is in the group.
+    let mut child = Command::new("sh")
+        .args(["-c", "read x; while :; do :; done"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let pid = child.id();
+    guard.children.push(child);
+    g.add_pid(pid).expect("add_pid");
+    stdin.write_all(b"go\n").expect("release");
+    drop(stdin);
+    assert_eq!(g.pids().expect("pids"), vec![pid]);
+    assert!(g.is_populated().expect("populated"));
+    thread::sleep(Duration::from_millis(300));
+    let usage = g.usage().expect("usage");
+    eprintln!("no-limit group usage after 300 ms busy: {usage:?}");
+    assert!(usage.cpu_time_us.unwrap_or(0) > 50_000, "{usage:?}");
+    // v1 memory does not move charges with a migrated process, and the
+    // loop allocates nothing new: the number may be 0, but it is there.
+    assert!(usage.mem_current.is_some(), "{usage:?}");
+    assert!(usage.mem_peak.is_some(), "{usage:?}");
+    assert_eq!(usage.oom_kills, Some(0));
+
+    g.freeze().expect("freeze");
+    assert!(g.is_frozen().expect("is_frozen"));
+    let frozen_at = g.usage().expect("usage").cpu_time_us.unwrap_or(0);
+    thread::sleep(Duration::from_millis(100));
+    let later = g.usage().expect("usage").cpu_time_us.unwrap_or(0);
+    eprintln!(
+        "frozen: state {}, cpu {frozen_at} -> {later}",
+        proc_state(pid)
+    );
+    assert!(later - frozen_at < 20_000, "no CPU while frozen");
+    g.thaw().expect("thaw");
+    assert!(!g.is_frozen().expect("is_frozen"));
+
+    g.kill_all().expect("kill_all");
+    let status = wait_bounded(&mut guard.children[0], Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(!g.is_populated().expect("populated"));
+    let adopted = guard.tree.open("jobs/1").expect("open").expect("exists");
+    assert_eq!(adopted.paths(), g.paths());
+    g.remove().expect("remove");
+    assert!(g.paths().iter().all(|p| !p.exists()));
+
+    // `--cpus`-style limit: the cpu hierarchy too, with the quota.
+    let cpus = Limits {
+        cpu_milli: Some(500),
+        ..Limits::default()
+    };
+    let g = guard.tree.create("jobs/2", &cpus).expect("create --cpus");
+    guard.groups.push(g.clone());
+    assert_eq!(in_group(&g), ["memory", "cpu", "unified"]);
+    let cpu_dir = &g.paths()[1];
+    assert!(cpu_dir.starts_with("/sys/fs/cgroup/cpu/"), "{cpu_dir:?}");
+    let quota = fs::read_to_string(cpu_dir.join("cpu.cfs_quota_us")).unwrap_or_default();
+    assert_eq!(quota.trim(), "50000");
+    // A pids limit can't be added later: it was not created in pids.
+    let more = Limits {
+        pids_max: Some(10),
+        ..cpus.clone()
+    };
+    let err = g.set_limits(&more).expect_err("pids added after creation");
+    eprintln!("set_limits adding pids: {err}");
+    let adopted = guard.tree.open("jobs/2").expect("open").expect("exists");
+    assert_eq!(adopted.paths(), g.paths());
+    g.remove().expect("remove");
+    assert!(g.paths().iter().all(|p| !p.exists()));
+}
+
+/// Not an assertion, a measurement: create + place one pid + remove for a
+/// group without limits, the `sc exec -- true` path. Prints to stderr
+/// (run with `--nocapture`).
+#[test]
+fn timing_create_place_remove_no_limits() {
+    let Some(mut guard) = setup("timing", &[]) else {
+        return;
+    };
+    const N: usize = 100;
+    let mut create = Vec::with_capacity(N);
+    let mut place = Vec::with_capacity(N);
+    let mut remove = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let rel = format!("jobs/t{i}");
+        let t0 = Instant::now();
+        let g = guard.tree.create(&rel, &Limits::default()).expect("create");
+        let t1 = Instant::now();
+        g.add_pid(child.id()).expect("add_pid");
+        let t2 = Instant::now();
+        guard.groups.push(g.clone());
+        let _ = child.kill();
+        let _ = child.wait();
+        // The kernel drops the exited pid from the group asynchronously.
+        let ok = (0..200).any(|_| {
+            if g.is_populated().map(|p| !p).unwrap_or(false) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(1));
+            false
+        });
+        assert!(ok, "group {rel} empty after its child died");
+        let t3 = Instant::now();
+        g.remove().expect("remove");
+        remove.push(t3.elapsed());
+        create.push(t1 - t0);
+        place.push(t2 - t1);
+        guard.groups.pop();
+    }
+    let med = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
+    let (mc, mp, mr) = (mean(&create), mean(&place), mean(&remove));
+    let line = format!(
+        "\nTIMING no-limit group ({} dirs), {N} runs: create mean {mc:?} median {:?}; \
+         add_pid mean {mp:?} median {:?}; remove mean {mr:?} median {:?}; total mean {:?}\n",
+        guard
+            .tree
+            .create("jobs/probe", &Limits::default())
+            .map(|g| {
+                let n = g.paths().len();
+                let _ = g.remove();
+                n
+            })
+            .unwrap_or(0),
+        med(&mut create),
+        med(&mut place),
+        med(&mut remove),
+        mc + mp + mr,
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}

@@ -474,10 +474,10 @@ fn time_batch(c: &Contender, jobs: usize) -> Res<Duration> {
 }
 
 /// Daemon-side intervals per job, from the daemon's own log timestamps:
-/// `job queued` → `job started` (grant, the client's fork, the `Spawned`
-/// round trip, cgroup creation and placement) and `job started` →
-/// `job ended` (the release and exec of `true`, its exit, the `Exited`
-/// message, reading usage, removing the cgroups, the history line).
+/// `job queued` → `job started` (the grant: moving the already forked,
+/// held child into its prepared cgroup) and `job started` → `job ended`
+/// (the `Granted` message, the release and exec of `true`, its exit, the
+/// `Exited` message, reading usage, the history line).
 struct DaemonSplit {
     jobs: usize,
     queued_to_started: f64,
@@ -685,10 +685,10 @@ fn run() -> Res<()> {
     match split {
         Some(s) => println!(
             "daemon-side split of the measured `sc exec -- true` runs (median of {} jobs, from the daemon log): \
-             queued→started {:.2} ms (grant, fork, Spawned round trip, cgroup create + place, persist), \
-             started→ended {:.2} ms (release, exec+exit of true, Exited, usage read, cgroup removal, history); \
+             queued→started {:.2} ms (grant: place the held child in its cgroup), \
+             started→ended {:.2} ms (Granted, release, exec+exit of true, Exited, usage read, history); \
              the remaining {:.2} ms of the {:.2} ms median is outside that span \
-             (sc process start, runtime, connect + hello + Exec + record before `queued`; Finished + exit after `ended`)",
+             (sc process start, fork of the held child, connect + hello + Exec + record before `queued`; Finished + exit after `ended`)",
             s.jobs,
             s.queued_to_started,
             s.started_to_ended,

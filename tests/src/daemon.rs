@@ -247,10 +247,14 @@ impl TestDaemon {
 
     /// Where job `id`'s cgroups live: `<subtree>/jobs/<id>` for each subtree.
     #[track_caller]
+    /// The job's cgroup dirs that exist now. A job has a dir only in the
+    /// hierarchies it needs (on a hybrid host: memory and the unified tree,
+    /// plus cpu/pids when limited), not under every subtree.
     pub fn job_cgroups(&self, id: u64) -> Vec<PathBuf> {
         self.subtrees()
             .into_iter()
             .map(|s| s.join("jobs").join(id.to_string()))
+            .filter(|p| p.is_dir())
             .collect()
     }
 

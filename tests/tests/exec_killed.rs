@@ -25,7 +25,7 @@ fn sigkill_of_sc_exec_kills_the_job() {
     let cgroups = d.job_cgroups(id);
     assert!(
         !cgroups.is_empty(),
-        "sc status lists no cgroup subtree: {}",
+        "the running job has no cgroup dir under any subtree of: {}",
         d.status()
     );
     for cg in &cgroups {

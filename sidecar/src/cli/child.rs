@@ -1,18 +1,28 @@
 //! Starting the job's command as our own child, held before `exec` until the
 //! daemon has placed it in its cgroup.
 //!
-//! We fork by hand rather than with `std::process::Command`, because
-//! `Command::spawn` returns only after the child has exec'd, and the child
-//! must not exec before its pid has been sent to the daemon and placed.
-//! Everything the child needs (argv, envp) is allocated before `fork`; after
-//! it the child only calls async-signal-safe functions: `read`, `signal`,
-//! `execvpe`, `write`, `_exit`.
+//! The child is forked first thing, before we even connect, so its pid goes
+//! out with the `Exec` request and the daemon places it as part of the
+//! grant: no round trip and no fork on the path from grant to start. It
+//! waits in `read` on a pipe; the release carries the job's environment
+//! additions (`SC_JOB_ID`, ...), which only the grant knows.
+//!
+//! We fork by hand rather than with `std::process::Command`, whose `spawn`
+//! returns only after the child has exec'd. Everything the child needs is
+//! allocated before `fork`; after it the child only calls async-signal-safe
+//! functions (`read`, `signal`, `execvpe`, `write`, `_exit`) and writes into
+//! memory reserved in advance.
 //!
 //! The child inherits cwd, stdin/stdout/stderr, the terminal, the process
 //! group and the user, so it behaves as if typed without sc.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
+
+/// Largest environment addition the release can carry.
+const RELEASE_MAX: usize = 16 * 1024;
+/// Most variables the release can add.
+const EXTRA_MAX: usize = 64;
 
 /// A forked child waiting at the barrier.
 pub struct HeldChild {
@@ -38,27 +48,48 @@ fn cstrings(items: impl IntoIterator<Item = String>) -> Result<Vec<CString>, Spa
         .collect()
 }
 
+/// The key of a `KEY=VALUE` byte string.
+fn key_of(kv: &[u8]) -> &[u8] {
+    match kv.iter().position(|b| *b == b'=') {
+        Some(i) => &kv[..i],
+        None => kv,
+    }
+}
+
+/// Read exactly `buf.len()` bytes (EINTR-safe, no allocation). False on EOF
+/// or error.
+unsafe fn read_full(fd: i32, buf: &mut [u8]) -> bool {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        if n > 0 {
+            got += n as usize;
+        } else if n == 0 || unsafe { *libc::__errno_location() } != libc::EINTR {
+            return false;
+        }
+    }
+    true
+}
+
 /// Fork the child and hold it before exec.
-pub fn fork_held(argv: &[String], extra_env: &[(String, String)]) -> Result<HeldChild, SpawnError> {
+pub fn fork_held(argv: &[String]) -> Result<HeldChild, SpawnError> {
     use std::os::unix::ffi::OsStrExt;
     let args = cstrings(argv.iter().cloned())?;
-    let mut env: Vec<CString> = Vec::new();
+    let mut base: Vec<CString> = Vec::new();
     for (k, v) in std::env::vars_os() {
-        if extra_env
-            .iter()
-            .any(|(ek, _)| ek.as_bytes() == k.as_bytes())
-        {
-            continue;
-        }
         let mut kv = k.as_bytes().to_vec();
         kv.push(b'=');
         kv.extend_from_slice(v.as_bytes());
         if let Ok(c) = CString::new(kv) {
-            env.push(c);
+            base.push(c);
         }
     }
-    env.extend(cstrings(extra_env.iter().map(|(k, v)| format!("{k}={v}")))?);
     let prog = args[0].clone();
+    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    // Room reserved now, filled in by the child after the release.
+    let mut envp: Vec<*const libc::c_char> = vec![std::ptr::null(); base.len() + EXTRA_MAX + 1];
+    let mut extra = vec![0u8; RELEASE_MAX + 1];
 
     let (release_r, release_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
@@ -73,23 +104,42 @@ pub fn fork_held(argv: &[String], extra_env: &[(String, String)]) -> Result<Held
             let efd = err_w.as_raw_fd();
             libc::close(release_w.as_raw_fd());
             libc::close(err_r.as_raw_fd());
-            let mut b = [0u8; 1];
-            loop {
-                let n = libc::read(rfd, b.as_mut_ptr().cast(), 1);
-                if n == 1 {
+            // The release: a u32 length, then NUL-terminated KEY=VALUE
+            // strings. EOF instead means the parent gave up (or died):
+            // never run unplaced.
+            let mut len = [0u8; 4];
+            if !read_full(rfd, &mut len) {
+                libc::_exit(125);
+            }
+            let len = u32::from_le_bytes(len) as usize;
+            if len > RELEASE_MAX || !read_full(rfd, &mut extra[..len]) {
+                libc::_exit(125);
+            }
+            // Additions first, then inherited variables they do not replace.
+            let mut n = 0;
+            let mut added: [&[u8]; EXTRA_MAX] = [&[]; EXTRA_MAX];
+            for kv in extra[..len].split(|b| *b == 0).filter(|kv| !kv.is_empty()) {
+                if n == EXTRA_MAX {
                     break;
                 }
-                if n == 0 || *libc::__errno_location() != libc::EINTR {
-                    // The parent gave up (or died): never run unplaced.
-                    libc::_exit(125);
-                }
+                added[n] = kv;
+                envp[n] = kv.as_ptr().cast();
+                n += 1;
             }
+            // Each string in `extra` must end in NUL for exec: the sender
+            // terminates every one, and `extra` has a spare zero byte.
+            let n_added = n;
+            for c in &base {
+                let key = key_of(c.as_bytes());
+                if added[..n_added].iter().any(|a| key_of(a) == key) {
+                    continue;
+                }
+                envp[n] = c.as_ptr();
+                n += 1;
+            }
+            envp[n] = std::ptr::null();
             // Rust ignores SIGPIPE; the command must get the default back.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-            argp.push(std::ptr::null());
-            let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-            envp.push(std::ptr::null());
             libc::execvpe(prog.as_ptr(), argp.as_ptr(), envp.as_ptr());
             let errno = *libc::__errno_location();
             let bytes = errno.to_ne_bytes();
@@ -109,11 +159,25 @@ pub fn fork_held(argv: &[String], extra_env: &[(String, String)]) -> Result<Held
 }
 
 impl HeldChild {
-    /// Let the child exec. Returns `Err(errno)` if exec failed (the child
-    /// has then exited 127 and must still be reaped).
-    pub fn release(&mut self) -> Result<(), i32> {
+    /// Let the child exec with `env` added to its environment. Returns
+    /// `Err(errno)` if exec failed (the child has then exited 127 and must
+    /// still be reaped).
+    pub fn release(&mut self, env: &[(String, String)]) -> Result<(), i32> {
+        let mut block = Vec::new();
+        for (k, v) in env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                continue;
+            }
+            block.extend_from_slice(k.as_bytes());
+            block.push(b'=');
+            block.extend_from_slice(v.as_bytes());
+            block.push(0);
+        }
+        block.truncate(RELEASE_MAX);
+        let mut msg = (block.len() as u32).to_le_bytes().to_vec();
+        msg.extend_from_slice(&block);
         if let Some(fd) = self.release.take() {
-            let _ = nix::unistd::write(&fd, &[1u8]);
+            let _ = nix::unistd::write(&fd, &msg);
         }
         let mut buf = [0u8; 4];
         let mut got = 0;
@@ -137,9 +201,10 @@ impl HeldChild {
         }
     }
 
-    /// Give up: the child exits without running the command.
+    /// Give up: the child exits 125 without running the command. Reaps it.
     pub fn abort(&mut self) {
         self.release.take();
+        let _ = wait(self.pid);
     }
 }
 

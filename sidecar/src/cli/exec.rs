@@ -36,7 +36,7 @@ pub fn main(args: ExecArgs) -> ExitCode {
     std::process::exit(i32::from(code))
 }
 
-fn request(args: &ExecArgs) -> ExecRequest {
+fn request(args: &ExecArgs, pid: u32) -> ExecRequest {
     ExecRequest {
         argv: args.command.clone(),
         cwd: std::env::current_dir()
@@ -54,28 +54,49 @@ fn request(args: &ExecArgs) -> ExecRequest {
         uid: nix::unistd::getuid().as_raw(),
         client_pid: std::process::id(),
         timeout_ms: args.timeout.map(|d| d.as_millis() as u64),
+        pid,
     }
 }
 
 async fn run(args: ExecArgs) -> u8 {
     let mut rep = Reporter::new(args.json);
-    let exec = request(&args);
+    // Fork first: the held child costs nothing while we queue, and the
+    // daemon can place it the moment it grants.
+    let mut held = match child::fork_held(&args.command) {
+        Ok(h) => h,
+        Err(e) => {
+            rep.error(&format!("cannot start {:?}: {e}", args.command[0]));
+            return EXIT_SC_ERROR;
+        }
+    };
+    let exec = request(&args, held.pid as u32);
     let mut conn = match client::connect_with(Some(&Request::Exec(exec.clone()))).await {
         Ok(c) => c,
         Err(e) => {
+            held.abort();
             rep.error(&format!("{e:#}"));
             return EXIT_SC_ERROR;
         }
     };
-    let (job, env) = match wait_for_grant(&mut conn, &exec, &mut rep).await {
+    let grant = match wait_for_grant(&mut conn, &exec, &mut rep).await {
         Ok(g) => g,
-        Err(code) => return code,
+        Err(code) => {
+            held.abort();
+            return code;
+        }
     };
-    let (held, conn) = match start(conn, job, &exec, &env, &mut rep).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    supervise(conn, job, &exec, held, &mut rep).await
+    if let Err(code) = start(&mut conn, &grant, &exec, &mut held, &mut rep).await {
+        return code;
+    }
+    supervise(conn, grant.job, &exec, held, &mut rep).await
+}
+
+/// What the daemon said when it let the job start.
+struct Grant {
+    job: JobId,
+    env: Vec<(String, String)>,
+    cgroup: Option<String>,
+    enforced: Vec<String>,
 }
 
 /// Queued until granted; re-attaches if the daemon restarts meanwhile.
@@ -83,7 +104,7 @@ async fn wait_for_grant(
     conn: &mut Conn,
     exec: &ExecRequest,
     rep: &mut Reporter,
-) -> Result<(JobId, Vec<(String, String)>), u8> {
+) -> Result<Grant, u8> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut job: Option<JobId> = None;
     loop {
@@ -103,7 +124,19 @@ async fn wait_for_grant(
                 position,
                 waited_ms,
             }) => rep.waiting(j, &reason, position, waited_ms),
-            Ok(Response::Granted { job: j, env }) => return Ok((j, env)),
+            Ok(Response::Granted {
+                job: j,
+                env,
+                cgroup,
+                enforced,
+            }) => {
+                return Ok(Grant {
+                    job: j,
+                    env,
+                    cgroup,
+                    enforced,
+                });
+            }
             Ok(Response::Cancelled { reason, .. }) => {
                 rep.error(&format!("job {}: {reason}", job.unwrap_or(0)));
                 return Err(EXIT_SC_ERROR);
@@ -128,7 +161,7 @@ async fn wait_for_grant(
                 let req = Request::Reattach {
                     exec: exec.clone(),
                     job: j,
-                    pid: None,
+                    running: false,
                     waited_ms: waited,
                 };
                 match reconnect(&req, true, REQUEUE_PATIENCE).await {
@@ -145,62 +178,33 @@ async fn wait_for_grant(
     }
 }
 
-/// Fork the child, have the daemon place it, release it into exec.
+/// The daemon has placed the child: release it into exec.
 async fn start(
-    mut conn: Conn,
-    job: JobId,
+    conn: &mut Conn,
+    grant: &Grant,
     exec: &ExecRequest,
-    env: &[(String, String)],
+    held: &mut HeldChild,
     rep: &mut Reporter,
-) -> Result<(HeldChild, Conn), u8> {
-    let mut held = match child::fork_held(&exec.argv, env) {
-        Ok(h) => h,
-        Err(e) => {
-            rep.error(&format!("cannot start {:?}: {e}", exec.argv[0]));
-            return Err(EXIT_SC_ERROR);
-        }
-    };
-    let placed = async {
-        conn.send(&Request::Spawned {
-            job,
-            pid: held.pid as u32,
-        })
-        .await?;
-        loop {
-            match conn.recv().await? {
-                Response::Placed {
-                    cgroup, enforced, ..
-                } => return Ok((cgroup, enforced)),
-                Response::Error { message, .. } => anyhow::bail!("{message}"),
-                Response::Cancelled { reason, .. } => anyhow::bail!("job {job}: {reason}"),
-                _ => {}
-            }
-        }
-    }
-    .await;
-    let (cgroup, enforced) = match placed {
-        Ok(p) => p,
-        Err(e) => {
-            held.abort();
-            let _ = child::wait(held.pid);
-            rep.error(&format!("{e:#}"));
-            return Err(EXIT_SC_ERROR);
-        }
-    };
-    if let Err(errno) = held.release() {
+) -> Result<(), u8> {
+    if let Err(errno) = held.release(&grant.env) {
         let _ = child::wait(held.pid);
         let err = std::io::Error::from_raw_os_error(errno);
         rep.error(&format!("cannot run {:?}: {err}", exec.argv[0]));
         let _ = conn
             .call(&Request::Exited {
-                job,
+                job: grant.job,
                 exit: ChildExit::SpawnFailed { errno },
             })
             .await;
         return Err(if errno == libc::ENOENT { 127 } else { 126 });
     }
-    rep.started(job, held.pid, cgroup.as_deref(), &enforced);
-    Ok((held, conn))
+    rep.started(
+        grant.job,
+        held.pid,
+        grant.cgroup.as_deref(),
+        &grant.enforced,
+    );
+    Ok(())
 }
 
 /// Is our process group the terminal's foreground group? Then the terminal
@@ -286,7 +290,7 @@ async fn supervise(
                 }
             }
             _ = retry.tick(), if conn.is_none() && !unsupervised => {
-                let req = reattach_req(exec, job, pid, started);
+                let req = reattach_req(exec, job, started);
                 match try_reattach(&req).await {
                     Attach::Done(c) => { conn = Some(c); rep.warn(&format!("re-attached job {job} to the sc daemon")); }
                     Attach::Refused(msg) => { unsupervised = true; rep.warn(&format!("warning: {msg}")); }
@@ -303,12 +307,7 @@ async fn supervise(
         }
     };
     if conn.is_none() && !unsupervised {
-        conn = reconnect(
-            &reattach_req(exec, job, pid, started),
-            false,
-            REPORT_PATIENCE,
-        )
-        .await;
+        conn = reconnect(&reattach_req(exec, job, started), false, REPORT_PATIENCE).await;
     }
     let (code, signal, exit) = match ended {
         Ended::Code(c) => (Some(c), None, ChildExit::Code(c)),
@@ -354,11 +353,11 @@ async fn supervise(
     }
 }
 
-fn reattach_req(exec: &ExecRequest, job: JobId, pid: i32, started: Instant) -> Request {
+fn reattach_req(exec: &ExecRequest, job: JobId, started: Instant) -> Request {
     Request::Reattach {
         exec: exec.clone(),
         job,
-        pid: Some(pid as u32),
+        running: true,
         waited_ms: started.elapsed().as_millis() as u64,
     }
 }

@@ -6,7 +6,7 @@
 
 use super::Shared;
 use super::session::{Peer, new_job};
-use super::state::{ClientLink, StopReason, wall_ms};
+use super::state::{ClientLink, Daemon, StopReason, wall_ms};
 use crate::admission::impossible;
 use sc_protocol::{ErrorKind, ExecRequest, JobId, JobState, PRIORITY_MAX_ABS, Response};
 use sc_supervisor::Limits;
@@ -27,6 +27,12 @@ pub fn limits_of(exec: &ExecRequest) -> Limits {
 fn validate(exec: &ExecRequest, peer: Peer) -> Result<(), String> {
     if exec.argv.is_empty() || exec.argv[0].is_empty() {
         return Err("no command given".into());
+    }
+    if peer.pid.is_none() || parent_pid(exec.pid) != peer.pid {
+        return Err(format!(
+            "process {} is not a child of the calling sc exec",
+            exec.pid
+        ));
     }
     if exec.uid != peer.uid {
         return Err(format!(
@@ -90,6 +96,7 @@ pub fn enqueue(
     let conn = d.next_conn;
     let link = ClientLink {
         conn,
+        peer_pid: peer.pid,
         tx: tx.clone(),
     };
     let job = new_job(id, seq, peer.uid, exec, reserved, link);
@@ -160,20 +167,22 @@ pub fn reattach(
     peer: Peer,
     exec: ExecRequest,
     id: JobId,
-    pid: Option<u32>,
+    running: bool,
     waited_ms: u64,
     tx: UnboundedSender<Response>,
 ) -> Option<(JobId, u64)> {
+    let pid = running.then_some(exec.pid);
     let mut d = shared.daemon();
     d.next_conn += 1;
     let conn = d.next_conn;
     let link = ClientLink {
         conn,
+        peer_pid: peer.pid,
         tx: tx.clone(),
     };
     let Some(job) = d.jobs.get_mut(&id) else {
         drop(d);
-        if pid.is_some() {
+        if running {
             let _ = tx.send(Response::error(
                 ErrorKind::NotFound,
                 format!("this daemon has no record of job {id}; it runs on unsupervised"),
@@ -206,6 +215,15 @@ pub fn reattach(
         ));
         return None;
     }
+    if !running && job.pid.is_some() {
+        let _ = tx.send(Response::error(
+            ErrorKind::BadRequest,
+            format!("job {id} was already started; its sc exec says it is queued"),
+        ));
+        return None;
+    }
+    // A queued job's held process is the new connection's.
+    job.exec.pid = exec.pid;
     job.client = Some(link);
     job.detached_until = None;
     job.last_wait = None;
@@ -235,69 +253,89 @@ pub fn reattach(
     Some((id, conn))
 }
 
-/// The granted job's child exists (blocked before exec): put it in its
-/// cgroup with its limits, then answer `Placed` so it may exec.
-pub fn place(shared: &Shared, peer: Peer, id: JobId, pid: u32) -> Response {
-    let mut d = shared.daemon();
+/// What remains to do after a job was placed, once the lock is released.
+pub struct Placed {
+    pub id: JobId,
+    pub record: super::store::PersistedJob,
+    pub timeout: Option<Duration>,
+}
+
+/// Grant a job: put its held process in its cgroup with its limits and
+/// mark it running. The caller sends the returned `Granted` (the client
+/// then releases the process into exec) and carries out [`after_placed`].
+pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
     let backend = d.tree.info();
     let enforcing = !matches!(backend.kind, sc_supervisor::BackendKind::None);
     let Some(job) = d.jobs.get(&id) else {
-        return Response::error(ErrorKind::NotFound, format!("no job {id}"));
+        return Err(format!("no job {id}"));
     };
-    if job.state != JobState::Starting {
-        return Response::error(
-            ErrorKind::BadRequest,
-            format!("job {id} is {}, not granted", job.state),
-        );
-    }
+    let pid = job.exec.pid;
     // Only the caller's own child may be placed: otherwise anyone could move
-    // someone else's process under a job's limits.
-    let parent = parent_pid(pid);
-    if peer.pid.is_none() || parent != peer.pid {
-        return Response::error(
-            ErrorKind::PermissionDenied,
-            format!("process {pid} is not a child of the calling sc exec"),
-        );
+    // someone else's process under a job's limits. Checked again here because
+    // a held child that died while queued may have had its pid reused.
+    let peer_pid = job.client.as_ref().and_then(|c| c.peer_pid);
+    if peer_pid.is_none() || parent_pid(pid) != peer_pid {
+        return Err(format!(
+            "process {pid} is no longer a child of the calling sc exec; not starting job {id}"
+        ));
     }
-    let limits = job.limits.clone();
-    let ready = job.cgroup.clone();
     let cgroup = if enforcing {
-        let rel = format!("jobs/{id}");
-        let group = match ready {
+        let group = match job.cgroup.clone() {
             Some(cg) => Ok(cg),
-            None => d.tree.create(&rel, &limits),
+            None => d.tree.create(&format!("jobs/{id}"), &job.limits),
         };
-        let placed = group.and_then(|cg| cg.add_pid(pid).map(|()| cg));
-        match placed {
+        match group.and_then(|cg| cg.add_pid(pid).map(|()| cg)) {
             Ok(cg) => Some(cg),
             Err(e) => {
-                return Response::error(
-                    ErrorKind::Internal,
-                    format!("cannot place job {id} in its cgroup, not starting it: {e}"),
-                );
+                return Err(format!(
+                    "cannot place job {id} in its cgroup, not starting it: {e}"
+                ));
             }
         }
     } else {
         None
     };
     let Some(job) = d.jobs.get_mut(&id) else {
-        return Response::error(ErrorKind::NotFound, format!("no job {id}"));
+        return Err(format!("no job {id}"));
     };
     job.pid = Some(pid);
     job.cgroup = cgroup;
     job.state = JobState::Running;
     job.started_at = Some(Instant::now());
     job.started_wall = Some(wall_ms());
-    let timeout = job.exec.timeout_ms.map(Duration::from_millis);
+    job.last_wait = None;
+    let mut env = vec![("SC_JOB_ID".to_string(), id.to_string())];
+    if let Some(name) = &job.exec.name {
+        env.push(("SC_JOB_NAME".to_string(), name.clone()));
+    }
     let cgroup_path = job
         .cgroup
         .as_ref()
         .and_then(|c| c.paths().first().map(|p| p.display().to_string()));
-    let record = job.persisted();
-    let store = d.store.clone();
-    drop(d);
-    // The pid is written down after the reply: until then a restarted
-    // daemon still finds the job through its cgroup (see `adopt`).
+    tracing::info!(job = id, pid, cgroup = ?cgroup_path, "job started");
+    let granted = Response::Granted {
+        job: id,
+        env,
+        cgroup: cgroup_path,
+        enforced: backend.enforced,
+    };
+    let placed = Placed {
+        id,
+        record: job.persisted(),
+        timeout: job.exec.timeout_ms.map(Duration::from_millis),
+    };
+    Ok((granted, placed))
+}
+
+/// After a placement, without the lock: write the record (with the pid; a
+/// restarted daemon finds the job through its cgroup until then, see
+/// `adopt`) and arm the `--timeout`.
+pub fn after_placed(shared: &Shared, store: super::store::Store, placed: Placed) {
+    let Placed {
+        id,
+        record,
+        timeout,
+    } = placed;
     tokio::task::spawn_blocking(move || {
         if let Err(e) = store.save_job(&record) {
             tracing::error!(job = id, "cannot persist job: {e}");
@@ -309,12 +347,6 @@ pub fn place(shared: &Shared, peer: Peer, id: JobId, pid: u32) -> Response {
             tokio::time::sleep(after).await;
             stop(&shared, id, StopReason::TimedOut { after }).await;
         });
-    }
-    tracing::info!(job = id, pid, cgroup = ?cgroup_path, "job started");
-    Response::Placed {
-        job: id,
-        cgroup: cgroup_path,
-        enforced: backend.enforced,
     }
 }
 

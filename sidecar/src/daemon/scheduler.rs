@@ -6,9 +6,10 @@
 //! daemon does not wake at all.
 
 use super::Shared;
+use super::lifecycle::{after_placed, place};
 use super::state::{Ending, Job, reap, record_end};
 use crate::admission::decide;
-use sc_protocol::{JobState, Response};
+use sc_protocol::{ErrorKind, JobState, Response};
 use std::time::{Duration, Instant};
 
 /// How often queued jobs are re-checked against live memory readings.
@@ -68,16 +69,23 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
     }
 
     let decision = decide(&d.snapshot());
+    let mut placed = Vec::new();
+    let mut failed = Vec::new();
     for id in &decision.start {
-        if let Some(job) = d.jobs.get_mut(id) {
-            job.state = JobState::Starting;
-            job.last_wait = None;
-            let mut env = vec![("SC_JOB_ID".to_string(), id.to_string())];
-            if let Some(name) = &job.exec.name {
-                env.push(("SC_JOB_NAME".to_string(), name.clone()));
+        match place(&mut d, *id) {
+            Ok((granted, after)) => {
+                if let Some(job) = d.jobs.get(id) {
+                    job.send(granted);
+                }
+                placed.push(after);
             }
-            job.send(Response::Granted { job: *id, env });
-            tracing::debug!(job = id, "job granted");
+            Err(msg) => {
+                tracing::warn!(job = id, "{msg}");
+                if let Some(job) = d.take(*id) {
+                    job.send(Response::error(ErrorKind::Internal, msg.clone()));
+                    failed.push((job, msg));
+                }
+            }
         }
     }
     for w in &decision.wait {
@@ -111,5 +119,23 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
         (false, None) => Some(POLL),
         (true, t) => t,
     };
+    let store = d.store.clone();
+    drop(d);
+    for p in placed {
+        after_placed(shared, store.clone(), p);
+    }
+    if !failed.is_empty() {
+        tokio::task::spawn_blocking(move || {
+            for (job, msg) in failed {
+                let usage = reap(&job);
+                let ending = Ending {
+                    outcome: "refused",
+                    reason: Some(msg),
+                    ..Default::default()
+                };
+                record_end(&store, &job, &ending, &usage);
+            }
+        });
+    }
     (wake, Vec::new())
 }

@@ -120,19 +120,20 @@ async fn run(
             Request::Exec(exec) => {
                 let job = lifecycle::enqueue(shared, peer, exec, tx.clone());
                 if let Some(job) = job {
-                    exec_loop(shared, peer, job, reader, tx).await;
+                    exec_loop(shared, job, reader, tx).await;
                 }
                 return;
             }
             Request::Reattach {
                 exec,
                 job,
-                pid,
+                running,
                 waited_ms,
             } => {
-                let job = lifecycle::reattach(shared, peer, exec, job, pid, waited_ms, tx.clone());
+                let job =
+                    lifecycle::reattach(shared, peer, exec, job, running, waited_ms, tx.clone());
                 if let Some(job) = job {
-                    exec_loop(shared, peer, job, reader, tx).await;
+                    exec_loop(shared, job, reader, tx).await;
                 }
                 return;
             }
@@ -151,7 +152,7 @@ async fn run(
             Request::Resume { job } => {
                 let _ = tx.send(control::resume(shared, peer, job));
             }
-            Request::Hello { .. } | Request::Spawned { .. } | Request::Exited { .. } => {
+            Request::Hello { .. } | Request::Exited { .. } => {
                 let _ = tx.send(Response::error(
                     ErrorKind::BadRequest,
                     "this message is only valid on an exec connection, after Exec",
@@ -165,7 +166,6 @@ async fn run(
 /// The rest of an `sc exec` connection: placement, exit, or the client going away.
 async fn exec_loop(
     shared: &Shared,
-    peer: Peer,
     (job, conn): (JobId, u64),
     reader: &mut FrameReader<OwnedReadHalf>,
     tx: &mpsc::UnboundedSender<Response>,
@@ -173,10 +173,6 @@ async fn exec_loop(
     let mut finished = false;
     while let Some(req) = next(reader, tx).await {
         match req {
-            Request::Spawned { job: j, pid } if j == job && !finished => {
-                let resp = lifecycle::place(shared, peer, job, pid);
-                let _ = tx.send(resp);
-            }
             Request::Exited { job: j, exit } if j == job && !finished => {
                 let resp = finish(shared, job, conn, exit);
                 finished = matches!(resp, Response::Finished { .. });

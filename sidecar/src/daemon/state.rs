@@ -22,6 +22,8 @@ pub struct ClientLink {
     /// Connection number, so a stale connection's close is not mistaken for
     /// the current one's after a re-attach.
     pub conn: u64,
+    /// The `sc exec` process (SO_PEERCRED): the job's process must be its child.
+    pub peer_pid: Option<u32>,
     pub tx: UnboundedSender<Response>,
 }
 

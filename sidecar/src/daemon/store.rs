@@ -189,6 +189,7 @@ mod tests {
             uid: 0,
             client_pid: 1,
             timeout_ms: None,
+            pid: 1,
         }
     }
 

@@ -203,6 +203,7 @@ fn probe_v1(dirs: [Option<PathBuf>; 5], unified: Option<PathBuf>) -> Detected {
                 layout.freeze2 = dir.join("cgroup.freeze").exists();
                 layout.kill2 = dir.join("cgroup.kill").exists();
                 if layout.freeze2 || layout.kill2 {
+                    layout.cpu_stat2 = dir.join("cpu.stat").exists();
                     layout.core = Some(dir);
                 } else if created {
                     // Old kernel: the unified tree adds nothing; leave no trace.
@@ -322,6 +323,7 @@ fn probe_v2(own: &Path, subtree: PathBuf) -> Detected {
         pids: on("pids", "pids.max"),
         freeze2: subtree.join("cgroup.freeze").exists(),
         kill2: subtree.join("cgroup.kill").exists(),
+        cpu_stat2: subtree.join("cpu.stat").exists(),
         ..Layout::default()
     };
     let roles = [

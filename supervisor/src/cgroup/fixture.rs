@@ -167,30 +167,67 @@ pub(super) fn v2(root: &Path, groups: &[&str]) -> PathBuf {
     sub
 }
 
+/// The hybrid fake's hierarchies, in `Layout::hierarchies` order: subtree
+/// root (relative to the fake root) and the files of a group there.
+pub(super) const HYBRID_SETS: [(&str, &[(&str, &str)]); 6] = [
+    ("sys/fs/cgroup/memory/process_api/x/sc-1", V1_MEMORY),
+    ("sys/fs/cgroup/cpu/sc-1", V1_CPU),
+    ("sys/fs/cgroup/cpuacct/sc-1", V1_CPUACCT),
+    ("sys/fs/cgroup/pids/sc-1", V1_PIDS),
+    ("sys/fs/cgroup/freezer/sc-1", V1_FREEZER),
+    ("sys/fs/cgroup/unified/sc-1", UNIFIED_GROUP),
+];
+
+/// Index of each hierarchy in [`HYBRID_SETS`] and in what [`hybrid`] returns.
+pub(super) const MEM: usize = 0;
+pub(super) const CPU: usize = 1;
+pub(super) const CPUACCT: usize = 2;
+pub(super) const PIDS: usize = 3;
+pub(super) const FREEZER: usize = 4;
+pub(super) const UNIFIED: usize = 5;
+
 /// Populates the hybrid fake (this machine's shape) with subtree `sc-1`
 /// and the given groups in every hierarchy; returns the subtree roots
 /// `[memory, cpu, cpuacct, pids, freezer, unified]`.
 pub(super) fn hybrid(root: &Path, groups: &[&str]) -> Vec<PathBuf> {
-    let sets: [(&str, &[(&str, &str)]); 6] = [
-        ("sys/fs/cgroup/memory/process_api/x/sc-1", V1_MEMORY),
-        ("sys/fs/cgroup/cpu/sc-1", V1_CPU),
-        ("sys/fs/cgroup/cpuacct/sc-1", V1_CPUACCT),
-        ("sys/fs/cgroup/pids/sc-1", V1_PIDS),
-        ("sys/fs/cgroup/freezer/sc-1", V1_FREEZER),
-        ("sys/fs/cgroup/unified/sc-1", UNIFIED_GROUP),
-    ];
-    let mut roots = Vec::new();
-    for (rel, set) in sets {
-        let sub = at(root, rel);
-        files(&sub, set);
-        for g in groups {
-            let mut dir = sub.clone();
-            for part in g.split('/') {
-                dir.push(part);
-                files(&dir, set);
-            }
-        }
-        roots.push(sub);
+    let roots: Vec<PathBuf> = HYBRID_SETS
+        .iter()
+        .map(|(rel, set)| {
+            let sub = at(root, rel);
+            files(&sub, set);
+            sub
+        })
+        .collect();
+    for g in groups {
+        hybrid_group(&roots, g, &[MEM, CPU, CPUACCT, PIDS, FREEZER, UNIFIED]);
     }
     roots
+}
+
+/// Adds `group` (and its parents) with interface files, as the kernel would
+/// on mkdir, only in the hierarchies `which` (indices into `roots` as
+/// returned by [`hybrid`]).
+pub(super) fn hybrid_group(roots: &[PathBuf], group: &str, which: &[usize]) {
+    for &i in which {
+        let mut dir = roots[i].clone();
+        for part in group.split('/') {
+            dir.push(part);
+            files(&dir, HYBRID_SETS[i].1);
+        }
+    }
+}
+
+/// [`MOUNTINFO_HYBRID`] / [`PROC_HYBRID`] without the cgroup2 lines: the
+/// same v1 controllers, no unified tree.
+pub(super) fn v1_only() -> (String, String) {
+    let keep = |text: &str, drop: &str| -> String {
+        text.lines()
+            .filter(|l| !l.contains(drop))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    (
+        keep(PROC_HYBRID, "0::"),
+        keep(MOUNTINFO_HYBRID, " - cgroup2 "),
+    )
 }

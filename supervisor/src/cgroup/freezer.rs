@@ -1,6 +1,7 @@
 //! Freezing: v2 / hybrid unified `cgroup.freeze` (confirmed through
 //! `cgroup.events` `frozen 1`), else the v1 freezer (`freezer.state`
-//! `FROZEN`). The v2 interface is preferred on hybrid hosts.
+//! `FROZEN`). The v2 interface is preferred on hybrid hosts. Only the
+//! hierarchies the group is in are used.
 //!
 //! Must not: wait unboundedly (freeze waits at most [`FREEZE_WAIT`]), or
 //! send signals.
@@ -21,13 +22,16 @@ fn unsupported(g: &Cgroup) -> Error {
     };
     Error::Unsupported {
         what: "freeze",
-        backend: format!("{backend} without cgroup.freeze or freezer"),
+        backend: format!(
+            "{backend}: group {} is in no hierarchy with cgroup.freeze or a freezer",
+            g.rel()
+        ),
     }
 }
 
 pub(super) fn freeze(g: &Cgroup) -> Result<(), Error> {
     let l = g.layout();
-    if let (true, Some(core)) = (l.freeze2, &l.core) {
+    if let (true, Some(core)) = (l.freeze2, g.root(&l.core)) {
         let dir = g.dir(core);
         fsio::write(&dir.join("cgroup.freeze"), "1")?;
         if fsio::wait_until(FREEZE_WAIT, || is_frozen(g))? {
@@ -39,7 +43,7 @@ pub(super) fn freeze(g: &Cgroup) -> Result<(), Error> {
             waited: FREEZE_WAIT,
         });
     }
-    let Some(root) = &l.freezer else {
+    let Some(root) = g.root(&l.freezer) else {
         return Err(unsupported(g));
     };
     let state = g.dir(root).join("freezer.state");
@@ -61,10 +65,10 @@ pub(super) fn freeze(g: &Cgroup) -> Result<(), Error> {
 
 pub(super) fn thaw(g: &Cgroup) -> Result<(), Error> {
     let l = g.layout();
-    if let (true, Some(core)) = (l.freeze2, &l.core) {
+    if let (true, Some(core)) = (l.freeze2, g.root(&l.core)) {
         return fsio::write(&g.dir(core).join("cgroup.freeze"), "0");
     }
-    match &l.freezer {
+    match g.root(&l.freezer) {
         Some(root) => fsio::write(&g.dir(root).join("freezer.state"), "THAWED"),
         None => Err(unsupported(g)),
     }
@@ -72,11 +76,11 @@ pub(super) fn thaw(g: &Cgroup) -> Result<(), Error> {
 
 pub(super) fn is_frozen(g: &Cgroup) -> Result<bool, Error> {
     let l = g.layout();
-    if let (true, Some(core)) = (l.freeze2, &l.core) {
+    if let (true, Some(core)) = (l.freeze2, g.root(&l.core)) {
         let text = fsio::read(&g.dir(core).join("cgroup.events"))?;
         return Ok(fsio::keyed(&text, "frozen") == Some("1"));
     }
-    match &l.freezer {
+    match g.root(&l.freezer) {
         Some(root) => {
             let text = fsio::read(&g.dir(root).join("freezer.state"))?;
             Ok(text.trim() == "FROZEN")

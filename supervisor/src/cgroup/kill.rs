@@ -44,14 +44,14 @@ pub(super) fn signal_all(g: &Cgroup, sig: Signal) -> Result<(), Error> {
 pub(super) fn kill_all(g: &Cgroup) -> Result<(), Error> {
     let start = Instant::now();
     let l = g.layout();
-    if let (true, Some(core)) = (l.kill2, &l.core) {
+    if let (true, Some(core)) = (l.kill2, g.root(&l.core)) {
         fsio::write(&g.dir(core).join("cgroup.kill"), "1")?;
         if fsio::wait_until(KILL_WAIT, || Ok(!g.is_populated()?))? {
             return Ok(());
         }
         // Stragglers only in v1 hierarchies (e.g. adopted groups): go on.
     }
-    let can_freeze = l.can_freeze();
+    let can_freeze = g.can_freeze();
     loop {
         if !g.is_populated()? {
             return Ok(());

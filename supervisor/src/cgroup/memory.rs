@@ -24,24 +24,36 @@ fn v1_value(v: Option<u64>) -> String {
     v.map_or_else(|| "-1".to_owned(), |v| v.to_string())
 }
 
-pub(super) fn apply(g: &Cgroup, limits: &Limits) -> Result<(), Error> {
-    let Some(root) = &g.layout().memory else {
+/// Writes the limits; with `fresh` (a just-created group, holding the
+/// kernel's "no limit" defaults) only those that are set.
+pub(super) fn apply(g: &Cgroup, limits: &Limits, fresh: bool) -> Result<(), Error> {
+    let Some(root) = g.root(&g.layout().memory) else {
         if limits.mem_max.is_some() || limits.mem_high.is_some() {
             tracing::debug!(group = g.rel(), "memory limit not enforced here; skipped");
         }
         return Ok(());
     };
     let dir = g.dir(root);
+    let write = |v: Option<u64>| !fresh || v.is_some();
     if g.layout().v2 {
-        fsio::write(&dir.join("memory.high"), &v2_value(limits.mem_high))?;
-        fsio::write(&dir.join("memory.max"), &v2_value(limits.mem_max))
+        if write(limits.mem_high) {
+            fsio::write(&dir.join("memory.high"), &v2_value(limits.mem_high))?;
+        }
+        if write(limits.mem_max) {
+            fsio::write(&dir.join("memory.max"), &v2_value(limits.mem_max))?;
+        }
     } else {
-        apply_v1_limit(&dir, limits.mem_max)?;
-        fsio::write(
-            &dir.join("memory.soft_limit_in_bytes"),
-            &v1_value(limits.mem_high),
-        )
+        if write(limits.mem_max) {
+            apply_v1_limit(&dir, limits.mem_max)?;
+        }
+        if write(limits.mem_high) {
+            fsio::write(
+                &dir.join("memory.soft_limit_in_bytes"),
+                &v1_value(limits.mem_high),
+            )?;
+        }
     }
+    Ok(())
 }
 
 /// Sets `memory.limit_in_bytes` and, when swap accounting exists,
@@ -85,7 +97,7 @@ fn keyed(path: &Path, key: &str) -> Result<Option<u64>, Error> {
 
 /// Memory fields of [`Usage`] (`cpu_time_us` is left `None`).
 pub(super) fn usage(g: &Cgroup) -> Result<Usage, Error> {
-    let Some(root) = &g.layout().memory else {
+    let Some(root) = g.root(&g.layout().memory) else {
         return Ok(Usage::default());
     };
     let dir = g.dir(root);

@@ -9,6 +9,14 @@
 //! removal), one file per controller (`memory`, `cpu`, `pids`, `freezer`),
 //! `kill` (kill/signal every process) and `fsio` (file access).
 //!
+//! A group lives only in the hierarchies it needs (`Layout::hierarchies_for`):
+//! on v1 every extra hierarchy costs a mkdir, a `cgroup.procs` write per
+//! placed process and an rmdir. On a hybrid host a group without limits is
+//! in memory (limits and accounting) and the unified tree (freeze, kill,
+//! populated, CPU time from `cpu.stat`) only; v1 cpu and pids are added for
+//! a CPU or pids limit, v1 cpuacct and freezer only without a usable unified
+//! tree. Each [`Cgroup`] knows the hierarchies it is in and touches only those.
+//!
 //! Must not: write to any cgroup outside `<own cgroup>/<instance>` except
 //! enabling controllers in the own cgroup's `cgroup.subtree_control` on v2;
 //! remove the own cgroup; use the network; or block for longer than the
@@ -31,6 +39,8 @@ mod fixture;
 mod tests;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_placement;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -50,8 +60,11 @@ pub struct Limits {
     pub mem_high: Option<u64>,
     /// CPU bandwidth in thousandths of a CPU: 1500 = 1.5 CPUs. Values below
     /// 10 are raised to 10 (the kernel's minimum quota of 1 ms per 100 ms).
+    /// On v1 only a group created with `Some` is in the cpu hierarchy, so it
+    /// cannot be added later (see [`Cgroup::set_limits`]).
     pub cpu_milli: Option<u32>,
-    /// Maximum number of tasks (`pids.max`).
+    /// Maximum number of tasks (`pids.max`). Like `cpu_milli`, on v1 it
+    /// must be given at creation to be set later.
     pub pids_max: Option<u64>,
 }
 
@@ -75,7 +88,7 @@ pub enum BackendKind {
     /// Pure cgroup v2 (unified hierarchy with controllers).
     V2,
     /// cgroup v1 controllers; `unified` is true when a cgroup2 tree is also
-    /// mounted and used for freeze/kill (hybrid hosts).
+    /// mounted and used for freeze/kill and CPU time (hybrid hosts).
     V1 { unified: bool },
     /// No usable cgroups: nothing is enforced.
     None,
@@ -129,36 +142,70 @@ pub(crate) struct Layout {
     pub freeze2: bool,
     /// `cgroup.kill` exists in `core`.
     pub kill2: bool,
+    /// `cpu.stat` exists in `core` (cgroup2 keeps `usage_usec` in every
+    /// non-root group, cpu controller or not): CPU time without v1 cpuacct.
+    pub cpu_stat2: bool,
     /// v2 controllers to enable in intermediate groups' `cgroup.subtree_control`.
     pub v2_controllers: Vec<&'static str>,
 }
 
 impl Layout {
-    /// Every distinct hierarchy's subtree root (co-mounted controllers share one).
-    pub(crate) fn hierarchies(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = Vec::new();
-        let roles = [
+    /// Every role's subtree root in a fixed order: memory, cpu, cpuacct,
+    /// pids, freezer, core.
+    fn roles(&self) -> [&Option<PathBuf>; 6] {
+        [
             &self.memory,
             &self.cpu,
             &self.cpuacct,
             &self.pids,
             &self.freezer,
             &self.core,
-        ];
-        for p in roles.into_iter().flatten() {
-            if !out.contains(p) {
+        ]
+    }
+
+    /// Every distinct hierarchy's subtree root (co-mounted controllers share
+    /// one), memory first when present.
+    pub(crate) fn hierarchies(&self) -> Vec<PathBuf> {
+        self.select(|_| true)
+    }
+
+    /// Distinct roots of the roles for which `keep(role index)` holds, in
+    /// [`roles`](Self::roles) order.
+    fn select(&self, keep: impl Fn(usize) -> bool) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for (i, role) in self.roles().into_iter().enumerate() {
+            if let Some(p) = role
+                && keep(i)
+                && !out.contains(p)
+            {
                 out.push(p.clone());
             }
         }
         out
     }
 
-    /// The v1 hierarchies only (everything but `core`), deduplicated.
-    pub(crate) fn v1_hierarchies(&self) -> Vec<PathBuf> {
-        self.hierarchies()
-            .into_iter()
-            .filter(|p| Some(p) != self.core.as_ref())
-            .collect()
+    /// The hierarchies a new group with `limits` must be created in: memory
+    /// and the core (v2 / unified) tree always; v1 cpu only for a CPU limit
+    /// and pids only for a pids limit; v1 cpuacct only when the core tree
+    /// has no `cpu.stat`, the v1 freezer only when the core tree cannot
+    /// freeze. Never empty on a usable layout: with none of those present,
+    /// the first hierarchy, so the group still tracks its processes. On v2
+    /// this is the one tree.
+    pub(crate) fn hierarchies_for(&self, limits: &Limits) -> Vec<PathBuf> {
+        let unified_cpu = self.core.is_some() && self.cpu_stat2;
+        let need = [
+            true,
+            limits.cpu_milli.is_some(),
+            !unified_cpu,
+            limits.pids_max.is_some(),
+            !self.freeze2,
+            true,
+        ];
+        let out = self.select(|i| need[i]);
+        if out.is_empty() {
+            return self.hierarchies().into_iter().take(1).collect();
+        }
+        out
     }
 
     /// Whether any freezer (v2/unified `cgroup.freeze` or v1 freezer) exists.

@@ -132,33 +132,50 @@ impl CgroupTree {
         })
     }
 
-    /// Creates (or reuses) `<subtree>/<rel>`, e.g. `rel = "jobs/17"`, in
-    /// every hierarchy, parents included, and applies `limits`. On v2 the
-    /// enforced controllers are enabled in each new parent's
-    /// `cgroup.subtree_control`. Controllers that are not enforced (see
-    /// [`info`](Self::info)) are skipped silently.
+    /// Creates (or reuses) `<subtree>/<rel>`, e.g. `rel = "jobs/17"`,
+    /// parents included, and applies `limits`. On v2 the enforced
+    /// controllers are enabled in each new parent's `cgroup.subtree_control`.
+    /// Controllers that are not enforced (see [`info`](Self::info)) are
+    /// skipped silently.
+    ///
+    /// The group is created only in the hierarchies `limits` needs: on pure
+    /// v2 the one tree; on v1 / hybrid memory and the unified tree always,
+    /// v1 cpu only with `cpu_milli`, v1 pids only with `pids_max`, v1
+    /// cpuacct and freezer only without a unified tree providing `cpu.stat`
+    /// and `cgroup.freeze`. A CPU or pids limit can therefore not be added
+    /// later with [`Cgroup::set_limits`]. Hierarchies where `rel` already
+    /// exists (a reused name) are included too, and `limits` are applied
+    /// there, so nothing of the old group is left out of `remove`. When
+    /// every directory is new, only the limits that are set are written
+    /// (a new group already has no limits).
     pub fn create(&self, rel: &str, limits: &Limits) -> Result<Cgroup, Error> {
         let layout = self.layout()?;
         let parts = fsio::validate_rel(rel, false)?;
-        let mut created_leaf = false;
-        for root in layout.hierarchies() {
-            let mut dir = root.clone();
-            for (i, part) in parts.iter().enumerate() {
-                dir.push(part);
-                let created = fsio::mkdir(&dir)?;
-                let is_leaf = i + 1 == parts.len();
-                created_leaf |= created && is_leaf;
-                if !layout.v2 || is_leaf {
-                    continue;
+        let needed = layout.hierarchies_for(limits);
+        let roots: Vec<PathBuf> = layout
+            .hierarchies()
+            .into_iter()
+            .filter(|r| needed.contains(r) || r.join(rel).is_dir())
+            .collect();
+        // Whether any / every leaf directory was created by this call.
+        let (mut created_leaf, mut all_fresh) = (false, true);
+        for (n, root) in roots.iter().enumerate() {
+            match make_dirs(layout, root, &parts) {
+                Ok(created) => {
+                    created_leaf |= created;
+                    all_fresh &= created;
                 }
-                let failed = detect::enable_controllers(&dir, &layout.v2_controllers);
-                if let Some((_, e)) = failed.into_iter().next() {
+                Err(e) => {
+                    if created_leaf {
+                        let done = roots[..n].to_vec();
+                        let _ = Cgroup::new(rel, Arc::clone(layout), done).remove();
+                    }
                     return Err(e);
                 }
             }
         }
-        let group = Cgroup::new(rel, Arc::clone(layout));
-        if let Err(e) = group.set_limits(limits) {
+        let group = Cgroup::new(rel, Arc::clone(layout), roots);
+        if let Err(e) = group.apply_limits(limits, all_fresh) {
             if created_leaf {
                 let _ = group.remove();
             }
@@ -190,14 +207,20 @@ impl CgroupTree {
     }
 
     /// Opens an existing group (adoption after a daemon restart); `Ok(None)`
-    /// if it exists in no hierarchy.
+    /// if it exists in no hierarchy. The group is in exactly the hierarchies
+    /// where its directory exists, so groups made by `create` with any
+    /// limits (or by an older daemon, in every hierarchy) open alike.
     pub fn open(&self, rel: &str) -> Result<Option<Cgroup>, Error> {
         let Some(layout) = &self.layout else {
             return Ok(None);
         };
         fsio::validate_rel(rel, false)?;
-        let exists = layout.hierarchies().iter().any(|r| r.join(rel).is_dir());
-        Ok(exists.then(|| Cgroup::new(rel, Arc::clone(layout))))
+        let roots: Vec<PathBuf> = layout
+            .hierarchies()
+            .into_iter()
+            .filter(|r| r.join(rel).is_dir())
+            .collect();
+        Ok((!roots.is_empty()).then(|| Cgroup::new(rel, Arc::clone(layout), roots)))
     }
 
     /// Names of the existing child groups of `rel` (`""` is the subtree
@@ -245,4 +268,26 @@ impl CgroupTree {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// Creates `root/<parts…>` one level at a time (existing levels are reused),
+/// on v2 enabling the layout's controllers in every intermediate level.
+/// Returns whether it created the last level.
+fn make_dirs(layout: &Layout, root: &Path, parts: &[&str]) -> Result<bool, Error> {
+    let mut dir = root.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        dir.push(part);
+        let created = fsio::mkdir(&dir)?;
+        if i + 1 == parts.len() {
+            return Ok(created);
+        }
+        if !layout.v2 {
+            continue;
+        }
+        let failed = detect::enable_controllers(&dir, &layout.v2_controllers);
+        if let Some((_, e)) = failed.into_iter().next() {
+            return Err(e);
+        }
+    }
+    Ok(false)
 }
