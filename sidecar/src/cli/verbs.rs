@@ -19,9 +19,11 @@ pub fn daemon(args: DaemonArgs) -> Result<()> {
         log_format: args.log_format.map(Into::into),
         private: args.private,
     };
-    // The daemon serves many connections at once: a multi-threaded runtime.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves every connection: the daemon's work per message is
+    // a few microseconds of bookkeeping, and hops between worker threads
+    // cost more than they save (measured: docs/benchmarks.md). Anything
+    // that blocks (killing, removing cgroups) runs on the blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(daemon::run(opts))

@@ -100,7 +100,7 @@ pub fn enqueue(
         tx: tx.clone(),
     };
     let job = new_job(id, seq, peer.uid, exec, reserved, link);
-    if let Err(e) = d.store.save_job(&job.persisted()) {
+    if let Err(e) = d.store.create_job(&job.persisted()) {
         let _ = tx.send(Response::error(
             ErrorKind::Internal,
             format!("cannot record the job, not accepting it: {e}"),

@@ -174,9 +174,7 @@ async fn exec_loop(
     while let Some(req) = next(reader, tx).await {
         match req {
             Request::Exited { job: j, exit } if j == job && !finished => {
-                let resp = finish(shared, job, conn, exit);
-                finished = matches!(resp, Response::Finished { .. });
-                let _ = tx.send(resp);
+                finished = finish(shared, job, conn, exit, tx);
             }
             other => {
                 let _ = tx.send(Response::error(
@@ -192,22 +190,28 @@ async fn exec_loop(
     }
 }
 
-/// The job's child ended: account, record, answer; clean up after.
-fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Response {
+/// The job's child ended: account, answer, record; clean up after.
+/// Returns `false` (after an error reply) if the job is not ours.
+fn finish(
+    shared: &Shared,
+    id: JobId,
+    conn: u64,
+    exit: ChildExit,
+    tx: &mpsc::UnboundedSender<Response>,
+) -> bool {
     let (job, store) = {
         let mut d = shared.daemon();
         let ours = d
             .jobs
             .get(&id)
             .is_some_and(|j| j.client.as_ref().is_some_and(|c| c.conn == conn));
-        if !ours {
-            return Response::error(
+        let job = if ours { d.take(id) } else { None };
+        let Some(job) = job else {
+            let _ = tx.send(Response::error(
                 ErrorKind::NotFound,
                 format!("job {id} is not attached here"),
-            );
-        }
-        let Some(job) = d.take(id) else {
-            return Response::error(ErrorKind::NotFound, format!("no job {id}"));
+            ));
+            return false;
         };
         (job, d.store.clone())
     };
@@ -217,9 +221,19 @@ fn finish(shared: &Shared, id: JobId, conn: u64, exit: ChildExit) -> Response {
     // command left behind) goes to a blocking thread, after the reply.
     let usage = account(&job);
     let ending = ending_of(&job, exit, &usage);
-    record_end(&store, &job, &ending, &usage);
-    tokio::task::spawn_blocking(move || cleanup(&job));
-    Response::Finished { job: id, usage }
+    // The answer goes out first; the history line follows on a blocking
+    // thread. Only a daemon crash in between could leave the job recorded
+    // as abandoned instead of with its exit; its `sc exec` has the exit
+    // either way.
+    let _ = tx.send(Response::Finished {
+        job: id,
+        usage: usage.clone(),
+    });
+    tokio::task::spawn_blocking(move || {
+        record_end(&store, &job, &ending, &usage);
+        cleanup(&job);
+    });
+    true
 }
 
 fn ending_of(job: &Job, exit: ChildExit, usage: &sc_protocol::JobUsage) -> Ending {

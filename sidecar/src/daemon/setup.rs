@@ -145,6 +145,7 @@ fn capacity(cfg: &Resolved) -> Result<Capacity> {
         overcommit: cfg.overcommit,
         reserve,
         default_mem: cfg.default_mem,
+        meminfo: Default::default(),
     })
 }
 

@@ -112,7 +112,12 @@ pub struct Capacity {
     pub overcommit: f64,
     pub reserve: u64,
     pub default_mem: u64,
+    /// Last MemAvailable reading and when it was taken.
+    pub meminfo: std::sync::Arc<std::sync::Mutex<Option<(Instant, u64)>>>,
 }
+
+/// How old a MemAvailable reading may be when admission uses it.
+pub const MEMINFO_MAX_AGE: Duration = Duration::from_millis(100);
 
 impl Capacity {
     pub fn cpu_capacity_milli(&self) -> u64 {
@@ -120,15 +125,25 @@ impl Capacity {
     }
 
     /// Memory available now: the configured capacity minus what jobs use,
-    /// or the kernel's MemAvailable.
+    /// or the kernel's MemAvailable. The kernel's figure is re-read at most
+    /// every [`MEMINFO_MAX_AGE`]: /proc/meminfo costs tens of microseconds
+    /// per read, and a figure that old is as good for admission (jobs just
+    /// started count through their reservations, not through it).
     pub fn mem_available(&self, used_by_jobs: u64) -> Option<u64> {
         if self.overridden {
-            Some(self.mem_total.saturating_sub(used_by_jobs))
-        } else {
-            sc_supervisor::host::read_meminfo()
-                .ok()
-                .map(|m| m.available)
+            return Some(self.mem_total.saturating_sub(used_by_jobs));
         }
+        let mut cache = self.meminfo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, avail)) = *cache
+            && at.elapsed() < MEMINFO_MAX_AGE
+        {
+            return Some(avail);
+        }
+        let avail = sc_supervisor::host::read_meminfo()
+            .ok()
+            .map(|m| m.available)?;
+        *cache = Some((Instant::now(), avail));
+        Some(avail)
     }
 }
 

@@ -113,6 +113,26 @@ impl Store {
         self.dir.join("jobs").join(format!("{id}.json"))
     }
 
+    /// Write the record of a job just accepted. The file is new, so it is
+    /// written in place with one `write` (no temp file, no rename): a crash
+    /// can only leave a short file for a job that was never acknowledged,
+    /// which loading reports and skips.
+    pub fn create_job(&self, job: &PersistedJob) -> Result<(), StoreError> {
+        let path = self.job_path(job.id);
+        let bytes = serde_json::to_vec(job).map_err(|e| StoreError {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(err(&path))?;
+        f.write_all(&bytes).map_err(err(&path))
+    }
+
+    /// Replace a job's record (temp file and rename: a reader sees the old
+    /// record or the new one, never a mix).
     pub fn save_job(&self, job: &PersistedJob) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(job).map_err(|e| StoreError {
             path: self.job_path(job.id),
