@@ -55,7 +55,7 @@ pub fn parse_meminfo(text: &str) -> Result<MemInfo, Error> {
 
 /// Reads and parses `/proc/meminfo`.
 pub fn read_meminfo() -> Result<MemInfo, Error> {
-    let text = std::fs::read_to_string(MEMINFO).map_err(|source| Error::Read {
+    let text = crate::cgroup::read_pseudo(Path::new(MEMINFO)).map_err(|source| Error::Read {
         path: Path::new(MEMINFO).to_owned(),
         source,
     })?;
@@ -75,7 +75,7 @@ pub fn parse_psi_some_avg10(text: &str) -> Option<f64> {
 /// Memory pressure from `/proc/pressure/memory`; `None` without PSI
 /// (kernel without `CONFIG_PSI` or booted with `psi=0`).
 pub fn read_memory_psi() -> Option<f64> {
-    parse_psi_some_avg10(&std::fs::read_to_string(MEMORY_PSI).ok()?)
+    parse_psi_some_avg10(&crate::cgroup::read_pseudo(Path::new(MEMORY_PSI)).ok()?)
 }
 
 /// CPUs this process may use (affinity and cgroup quota aware), at least 1.

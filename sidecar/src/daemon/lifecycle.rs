@@ -350,12 +350,14 @@ pub fn after_placed(shared: &Shared, store: super::store::Store, placed: Placed)
     }
 }
 
+/// The parent of `pid`, from `/proc/PID/stat` (field 4, after the command
+/// name in parentheses, which may itself contain spaces and parentheses).
 fn parent_pid(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|v| v.trim().parse().ok())
+    let stat =
+        sc_supervisor::cgroup::read_pseudo(std::path::Path::new(&format!("/proc/{pid}/stat")))
+            .ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Stop a running job: tell its client why, SIGTERM every process of it,

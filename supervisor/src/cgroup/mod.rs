@@ -45,6 +45,7 @@ mod tests_placement;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use fsio::read_pseudo;
 pub use group::Cgroup;
 pub use tree::CgroupTree;
 
