@@ -7,12 +7,15 @@
 //!
 //! - [`codec`]: length-prefixed frames with a magic, a version and a kind.
 //! - [`message`]: the local API, one `Request` variant per CLI verb.
+//! - [`service`]: service definitions, probes, restart policy, views.
 //! - [`units`]: parsing and printing of sizes (`512M`, `1.5GiB`) and durations
 //!   (`90s`, `5m`), shared by the CLI flags and the config file.
 
 pub mod codec;
 pub mod message;
+pub mod service;
 pub mod units;
 
 pub use codec::{CodecError, FrameDecoder, FrameKind, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use message::*;
+pub use service::*;

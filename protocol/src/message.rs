@@ -58,6 +58,10 @@ pub struct ExecRequest {
     /// The job's process: a child of the caller, forked before this request
     /// and held before `exec` until the daemon has placed it in its cgroup.
     pub pid: u32,
+    /// Services that must be ready before the job may start (`--wait-for`).
+    pub wait_for: Vec<String>,
+    /// Give up waiting for them after this long (`--wait-timeout`), in ms.
+    pub wait_timeout_ms: Option<u64>,
 }
 
 /// How a job's process ended, as the `sc exec` process saw it from `waitpid`.
@@ -104,6 +108,32 @@ pub enum Request {
     Resume {
         job: JobId,
     },
+    ServiceAdd {
+        spec: Box<crate::ServiceSpec>,
+        /// Start it right away (default) or only define it.
+        start: bool,
+    },
+    ServiceStart {
+        name: String,
+    },
+    ServiceStop {
+        name: String,
+    },
+    /// Stop (if running) and start again; also resets a tripped breaker.
+    ServiceRestart {
+        name: String,
+    },
+    ServiceRemove {
+        name: String,
+    },
+    ServiceList,
+    /// The last `lines` lines of a service's log; with `follow`, then
+    /// everything written after, until the client closes the connection.
+    Logs {
+        name: String,
+        lines: u32,
+        follow: bool,
+    },
 }
 
 /// Why a queued job is not running yet.
@@ -117,6 +147,8 @@ pub enum WaitReason {
     Behind { ahead: u32 },
     /// Paused queue admission (not used yet; `sc drain`).
     Draining,
+    /// A `--wait-for` service is not ready.
+    Service { name: String, state: String },
 }
 
 impl fmt::Display for WaitReason {
@@ -139,6 +171,9 @@ impl fmt::Display for WaitReason {
                 write!(f, "{ahead} job(s) ranked ahead must start first")
             }
             WaitReason::Draining => write!(f, "host is draining"),
+            WaitReason::Service { name, state } => {
+                write!(f, "service {name} is not ready ({state})")
+            }
         }
     }
 }
@@ -226,6 +261,7 @@ pub struct HostStatus {
     pub backend: BackendView,
     /// Memory and cores read from the config rather than the machine.
     pub capacity_overridden: bool,
+    pub services: Vec<crate::ServiceView>,
 }
 
 /// Resource accounting of a finished job.
@@ -304,7 +340,17 @@ pub enum Response {
     Reattached {
         job: JobId,
     },
-    Jobs(Vec<JobView>),
+    /// `sc ps`: the jobs, and the services beside them.
+    Jobs {
+        jobs: Vec<JobView>,
+        services: Vec<crate::ServiceView>,
+    },
+    Services(Vec<crate::ServiceView>),
+    /// A piece of a log (`Logs`); `LogEnd` closes a non-following read.
+    LogData {
+        data: Vec<u8>,
+    },
+    LogEnd,
     Status(Box<HostStatus>),
     Ok {
         message: String,

@@ -45,6 +45,8 @@ fn arb_exec() -> impl Strategy<Value = ExecRequest> {
                 client_pid,
                 timeout_ms,
                 pid,
+                wait_for: vec![],
+                wait_timeout_ms: None,
             },
         )
 }

@@ -8,6 +8,8 @@
 //! - memory: `request + Σ max(0, reserved_i − used_i) ≤ MemAvailable − reserve`
 //!   over running jobs, so a job's reservation counts until it grows into it;
 //! - CPU: `Σ cpu requests ≤ cores × overcommit`;
+//! - a job held back by something else (a `--wait-for` service) waits
+//!   without taking headroom or blocking anyone;
 //! - the first job in rank order that does not fit is the *head*. A job behind
 //!   it may start (backfill) only if it fits now AND still fits beside the
 //!   head's full request once the jobs running now have ended, so a stream of
@@ -36,7 +38,7 @@ pub struct Holder {
 }
 
 /// A job waiting for admission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: JobId,
     pub priority: i32,
@@ -44,6 +46,10 @@ pub struct Candidate {
     pub seq: u64,
     pub mem: u64,
     pub cpu_milli: u32,
+    /// Something other than headroom holds it back (a `--wait-for` service
+    /// that is not ready). A blocked job takes no headroom and never
+    /// becomes the head: it cannot hold up the jobs behind it.
+    pub blocked: Option<WaitReason>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +131,15 @@ pub fn decide(snapshot: &Snapshot) -> Decision {
     let mut head: Option<(Candidate, u64, u64)> = None;
     let mut position = 0u32;
     for c in queue {
+        if let Some(reason) = &c.blocked {
+            position += 1;
+            decision.wait.push(Wait {
+                id: c.id,
+                position,
+                reason: reason.clone(),
+            });
+            continue;
+        }
         let cpu = u64::from(c.cpu_milli);
         let fits_now = c.mem <= mem_free && cpu <= cpu_free;
         let allowed = match &head {
@@ -167,7 +182,7 @@ pub fn decide(snapshot: &Snapshot) -> Decision {
             reason,
         });
         if head.is_none() {
-            head = Some((c, 0, 0));
+            head = Some((c.clone(), 0, 0));
         }
     }
     decision

@@ -19,6 +19,7 @@ fn job(id: JobId, priority: i32, mem: u64, cpu_milli: u32) -> Candidate {
         seq: id,
         mem,
         cpu_milli,
+        blocked: None,
     }
 }
 
@@ -240,6 +241,23 @@ fn head_eventually_starts() {
         }
     }
     panic!("the head never started");
+}
+
+#[test]
+fn blocked_jobs_wait_without_blocking_others() {
+    let mut waiting = job(1, 10, 3 * G, 0);
+    waiting.blocked = Some(WaitReason::Service {
+        name: "web".into(),
+        state: "starting".into(),
+    });
+    let d = decide(&Snapshot {
+        host: host(4 * G, 2),
+        holders: vec![],
+        queue: vec![waiting, job(2, 0, 3 * G, 0)],
+    });
+    assert_eq!(d.start, vec![2]);
+    assert_eq!(d.wait.len(), 1);
+    assert!(matches!(d.wait[0].reason, WaitReason::Service { .. }));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! defaults that need the machine (memory, cores) happens in the daemon.
 
 use sc_protocol::units::{parse_duration, parse_size};
+use sc_protocol::{ProbeSpec, ProbeTarget, RestartPolicy, RestartSpec, ServiceSpec};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,49 @@ pub struct Config {
     pub daemon: DaemonSection,
     #[serde(default)]
     pub host: HostSection,
+    #[serde(default)]
+    pub service: Vec<ServiceSection>,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    pub name: String,
+    /// The command and its arguments (no shell: use ["sh", "-c", "..."]).
+    pub command: Vec<String>,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub mem_limit: Option<String>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+    pub restart: Option<String>,
+    pub backoff_initial: Option<String>,
+    pub backoff_max: Option<String>,
+    pub reset_after: Option<String>,
+    pub max_failures: Option<u32>,
+    pub failure_window: Option<String>,
+    pub stop_grace: Option<String>,
+    pub log_max_size: Option<String>,
+    pub log_keep: Option<u32>,
+    pub startup: Option<ProbeSection>,
+    pub readiness: Option<ProbeSection>,
+    pub liveness: Option<ProbeSection>,
+}
+
+/// `[service.readiness]` and friends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSection {
+    /// http://HOST:PORT/PATH, tcp://HOST:PORT or exec:COMMAND
+    pub probe: String,
+    pub period: Option<String>,
+    pub timeout: Option<String>,
+    pub initial_delay: Option<String>,
+    pub success_threshold: Option<u32>,
+    pub failure_threshold: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +120,7 @@ pub struct Resolved {
     pub reserve: Option<u64>,
     pub overcommit: f64,
     pub default_mem: u64,
+    pub services: Vec<ServiceSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +137,12 @@ pub enum ConfigError {
         path: PathBuf,
         section: &'static str,
         key: &'static str,
+        message: String,
+    },
+    #[error("{path}: [[service]] {name:?}: {message}")]
+    Service {
+        path: PathBuf,
+        name: String,
         message: String,
     },
 }
@@ -156,7 +207,24 @@ impl Config {
         if memory == Some(0) {
             return Err(value_err("host", "memory", "must be more than 0".into()));
         }
+        let mut services: Vec<ServiceSpec> = Vec::new();
+        for section in &self.service {
+            let spec = service_spec(section).map_err(|message| ConfigError::Service {
+                path: path.to_path_buf(),
+                name: section.name.clone(),
+                message,
+            })?;
+            if services.iter().any(|s| s.name == spec.name) {
+                return Err(ConfigError::Service {
+                    path: path.to_path_buf(),
+                    name: spec.name,
+                    message: "defined twice".into(),
+                });
+            }
+            services.push(spec);
+        }
         Ok(Resolved {
+            services,
             socket: d.socket.clone(),
             state_dir: d.state_dir.clone(),
             log_format: d.log_format.unwrap_or(LogFormat::Text),
@@ -181,6 +249,147 @@ impl Config {
                 .unwrap_or(DEFAULT_DEFAULT_MEM),
         })
     }
+}
+
+fn opt_ms(key: &str, v: &Option<String>, default: u64) -> Result<u64, String> {
+    match v {
+        Some(text) => parse_duration(text)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| format!("{key}: {e}")),
+        None => Ok(default),
+    }
+}
+
+fn probe_of(kind: &str, p: &Option<ProbeSection>) -> Result<Option<ProbeSpec>, String> {
+    let Some(p) = p else { return Ok(None) };
+    let target: ProbeTarget = p.probe.parse().map_err(|e| format!("{kind}.probe: {e}"))?;
+    let d = ProbeSpec::new(target);
+    let spec = ProbeSpec {
+        period_ms: opt_ms(&format!("{kind}.period"), &p.period, d.period_ms)?,
+        timeout_ms: opt_ms(&format!("{kind}.timeout"), &p.timeout, d.timeout_ms)?,
+        initial_delay_ms: opt_ms(&format!("{kind}.initial_delay"), &p.initial_delay, 0)?,
+        success_threshold: p.success_threshold.unwrap_or(d.success_threshold),
+        failure_threshold: p.failure_threshold.unwrap_or(d.failure_threshold),
+        target: d.target,
+    };
+    check_probe(&spec).map_err(|e| format!("{kind}: {e}"))?;
+    Ok(Some(spec))
+}
+
+fn service_spec(s: &ServiceSection) -> Result<ServiceSpec, String> {
+    let d = RestartSpec::default();
+    let policy: RestartPolicy = match &s.restart {
+        Some(p) => p.parse().map_err(|e| format!("restart: {e}"))?,
+        None => RestartPolicy::Always,
+    };
+    let cpu_milli = match s.cpus {
+        Some(c) if !(c.is_finite() && c > 0.0) => {
+            return Err(format!("cpus: must be more than 0, got {c}"));
+        }
+        Some(c) => Some((c * 1000.0).round() as u32),
+        None => None,
+    };
+    let spec = ServiceSpec {
+        name: s.name.clone(),
+        argv: s.command.clone(),
+        cwd: s.cwd.clone().unwrap_or_else(|| "/".into()),
+        env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        user: s.user.clone(),
+        mem_limit: s
+            .mem_limit
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| format!("mem_limit: {e}"))?,
+        cpu_milli,
+        pids: s.pids,
+        restart: RestartSpec {
+            policy,
+            backoff_initial_ms: opt_ms(
+                "backoff_initial",
+                &s.backoff_initial,
+                d.backoff_initial_ms,
+            )?,
+            backoff_max_ms: opt_ms("backoff_max", &s.backoff_max, d.backoff_max_ms)?,
+            reset_after_ms: opt_ms("reset_after", &s.reset_after, d.reset_after_ms)?,
+            max_failures: s.max_failures.unwrap_or(d.max_failures),
+            failure_window_ms: opt_ms("failure_window", &s.failure_window, d.failure_window_ms)?,
+        },
+        stop_grace_ms: opt_ms("stop_grace", &s.stop_grace, sc_protocol::STOP_GRACE_MS)?,
+        startup: probe_of("startup", &s.startup)?,
+        readiness: probe_of("readiness", &s.readiness)?,
+        liveness: probe_of("liveness", &s.liveness)?,
+        log_max_bytes: s
+            .log_max_size
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| format!("log_max_size: {e}"))?
+            .unwrap_or(sc_protocol::LOG_MAX_BYTES),
+        log_keep: s.log_keep.unwrap_or(sc_protocol::LOG_KEEP),
+    };
+    check_service(&spec).map_err(|e| e.to_string())?;
+    Ok(spec)
+}
+
+/// A probe's numbers make sense.
+pub fn check_probe(p: &ProbeSpec) -> Result<(), String> {
+    if p.period_ms == 0 {
+        return Err("period must be more than 0".into());
+    }
+    if p.timeout_ms == 0 {
+        return Err("timeout must be more than 0".into());
+    }
+    if p.success_threshold == 0 || p.failure_threshold == 0 {
+        return Err("thresholds must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Is this a usable service name? It names files and cgroups.
+pub fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A whole definition makes sense (shared by `[[service]]` and `sc service add`).
+pub fn check_service(s: &ServiceSpec) -> anyhow::Result<()> {
+    if !valid_service_name(&s.name) {
+        anyhow::bail!(
+            "invalid service name {:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'",
+            s.name
+        );
+    }
+    if s.argv.is_empty() || s.argv[0].is_empty() {
+        anyhow::bail!("service {}: no command", s.name);
+    }
+    let r = &s.restart;
+    if r.backoff_initial_ms == 0 || r.backoff_initial_ms > r.backoff_max_ms {
+        anyhow::bail!(
+            "service {}: backoff must start above 0 and not above its maximum",
+            s.name
+        );
+    }
+    if r.max_failures == 0 {
+        anyhow::bail!("service {}: max_failures must be at least 1", s.name);
+    }
+    if s.log_keep == 0 {
+        anyhow::bail!("service {}: log_keep must be at least 1", s.name);
+    }
+    if s.log_max_bytes < 4096 {
+        anyhow::bail!("service {}: log_max_size must be at least 4K", s.name);
+    }
+    if s.mem_limit == Some(0) || s.cpu_milli == Some(0) || s.pids == Some(0) {
+        anyhow::bail!(
+            "service {}: a limit of 0 would stop it from running",
+            s.name
+        );
+    }
+    Ok(())
 }
 
 impl Resolved {
@@ -245,6 +454,35 @@ mod tests {
     fn unknown_section_is_refused() {
         let err = parse("[hots]\n").unwrap_err().to_string();
         assert!(err.contains("hots") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn services_parse_and_errors_name_the_service() {
+        let r = parse(
+            "[[service]]\nname = \"web\"\ncommand = [\"python3\", \"-m\", \"http.server\"]\nrestart = \"on-failure\"\n[service.readiness]\nprobe = \"http://127.0.0.1:8000/\"\nperiod = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.services.len(), 1);
+        let s = &r.services[0];
+        assert_eq!(s.restart.policy, RestartPolicy::OnFailure);
+        let p = s.readiness.as_ref().unwrap();
+        assert_eq!(p.period_ms, 2000);
+        assert_eq!(p.failure_threshold, 3);
+        let err = parse("[[service]]\nname = \"web\"\ncommand = [\"x\"]\n[service.liveness]\nprobe = \"ftp://x:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"web\"") && err.contains("liveness.probe"),
+            "{err}"
+        );
+        let err = parse("[[service]]\nname = \"web\"\ncommand = [\"x\"]\nrestrat = \"always\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("restrat") && err.contains("line 4"), "{err}");
+        let err = parse("[[service]]\nname = \"a b\"\ncommand = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid service name"), "{err}");
     }
 
     #[test]

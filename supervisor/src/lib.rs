@@ -10,6 +10,7 @@
 pub mod cgroup;
 mod error;
 pub mod host;
+pub mod service;
 
 pub use cgroup::{BackendInfo, BackendKind, Cgroup, CgroupTree, Limits, Usage};
 pub use error::Error;

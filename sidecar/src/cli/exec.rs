@@ -55,6 +55,8 @@ fn request(args: &ExecArgs, pid: u32) -> ExecRequest {
         client_pid: std::process::id(),
         timeout_ms: args.timeout.map(|d| d.as_millis() as u64),
         pid,
+        wait_for: args.wait_for.clone(),
+        wait_timeout_ms: args.wait_timeout.map(|d| d.as_millis() as u64),
     }
 }
 

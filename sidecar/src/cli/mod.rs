@@ -4,6 +4,7 @@
 mod child;
 mod exec;
 mod report;
+pub(crate) mod service;
 mod verbs;
 
 use crate::config::LogFormat;
@@ -48,6 +49,21 @@ pub enum Verb {
     Pause { id: u64 },
     /// Thaw a paused job.
     Resume { id: u64 },
+    /// Long-running services: supervised, probed, restarted.
+    Service {
+        #[command(subcommand)]
+        verb: service::ServiceVerb,
+    },
+    /// Show a service's log (rotated files in the daemon's state dir).
+    Logs {
+        name: String,
+        /// Keep printing what the service writes.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines of the end to show first.
+        #[arg(short = 'n', long = "lines", default_value = "10")]
+        lines: u32,
+    },
     /// Configuration file tools.
     Config {
         #[command(subcommand)]
@@ -109,6 +125,12 @@ pub struct ExecArgs {
     /// Stop the job after it has run this long (90s, 5m); exit status 124.
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Wait until these services are ready (NAME[,NAME...]).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub wait_for: Vec<String>,
+    /// Give up waiting for --wait-for services after this long (exit 125).
+    #[arg(long, value_parser = parse_duration)]
+    pub wait_timeout: Option<std::time::Duration>,
     /// Report state changes as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
@@ -125,7 +147,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     sc_protocol::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn parse_cpus(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_cpus(s: &str) -> Result<u32, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("invalid CPU count {s:?}: expected a number such as 2 or 1.5"))?;
@@ -167,6 +189,12 @@ pub fn main() -> ExitCode {
         Verb::Cancel { id } => verbs::control(sc_protocol::Request::Cancel { job: id }),
         Verb::Pause { id } => verbs::control(sc_protocol::Request::Pause { job: id }),
         Verb::Resume { id } => verbs::control(sc_protocol::Request::Resume { job: id }),
+        Verb::Service { verb } => service::main(verb),
+        Verb::Logs {
+            name,
+            follow,
+            lines,
+        } => service::logs(name, follow, lines),
         Verb::Config {
             verb: ConfigVerb::Check { file },
         } => verbs::config_check(&file),
@@ -204,4 +232,74 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap checks the definition (unique ids, valid defaults) only when a
+    /// command is built: do it for every subcommand here, not in production.
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn service_add_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sc",
+            "service",
+            "add",
+            "web",
+            "--readiness",
+            "http://127.0.0.1:3000/",
+            "--readiness-period",
+            "2s",
+            "--liveness",
+            "tcp://127.0.0.1:3000",
+            "--liveness-failure-threshold",
+            "5",
+            "--restart",
+            "on-failure",
+            "--env",
+            "A=b",
+            "--",
+            "pnpm",
+            "dev",
+        ])
+        .unwrap();
+        let Verb::Service {
+            verb: service::ServiceVerb::Add(a),
+        } = cli.verb
+        else {
+            panic!("not service add");
+        };
+        let spec = service::spec_of(*a).unwrap();
+        assert_eq!(spec.readiness.as_ref().unwrap().period_ms, 2000);
+        assert_eq!(spec.liveness.as_ref().unwrap().failure_threshold, 5);
+        assert_eq!(spec.restart.policy, sc_protocol::RestartPolicy::OnFailure);
+        assert_eq!(spec.argv, vec!["pnpm", "dev"]);
+        assert!(
+            Cli::try_parse_from([
+                "sc",
+                "service",
+                "add",
+                "web",
+                "--readiness-period",
+                "2s",
+                "--",
+                "x"
+            ])
+            .map_err(|e| e.to_string())
+            .and_then(|c| match c.verb {
+                Verb::Service {
+                    verb: service::ServiceVerb::Add(a),
+                } => service::spec_of(*a).map(|_| ()).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            })
+            .is_err()
+        );
+    }
 }

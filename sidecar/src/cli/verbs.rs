@@ -44,13 +44,14 @@ fn refused(resp: Response) -> anyhow::Error {
 }
 
 pub fn ps(json: bool) -> Result<()> {
-    let jobs = match ask(Request::Ps)? {
-        Response::Jobs(j) => j,
+    let (jobs, services) = match ask(Request::Ps)? {
+        Response::Jobs { jobs, services } => (jobs, services),
         other => return Err(refused(other)),
     };
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &jobs)?;
+        let v = serde_json::json!({ "jobs": jobs, "services": services });
+        serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -61,6 +62,10 @@ pub fn ps(json: bool) -> Result<()> {
     )?;
     for j in &jobs {
         writeln!(out, "{}", ps_line(j))?;
+    }
+    if !services.is_empty() {
+        writeln!(out)?;
+        super::service::print_services(&mut out, &services)?;
     }
     Ok(())
 }
@@ -164,6 +169,16 @@ pub fn status(json: bool) -> Result<()> {
     }
     for p in &b.subtree {
         writeln!(out, "               subtree {p}")?;
+    }
+    if !st.services.is_empty() {
+        let ready = st.services.iter().filter(|s| s.ready).count();
+        writeln!(
+            out,
+            "services:      {} defined, {ready} ready",
+            st.services.len()
+        )?;
+        writeln!(out)?;
+        super::service::print_services(&mut out, &st.services)?;
     }
     Ok(())
 }

@@ -37,7 +37,10 @@ pub fn ps(shared: &Shared) -> Response {
                 .and_then(|u| u.mem_current),
         })
         .collect();
-    Response::Jobs(jobs)
+    Response::Jobs {
+        jobs,
+        services: d.services.views(),
+    }
 }
 
 pub fn status(shared: &Shared) -> Response {
@@ -83,6 +86,7 @@ pub fn status(shared: &Shared) -> Response {
             subtree: info.root.iter().map(|p| p.display().to_string()).collect(),
         },
         capacity_overridden: d.capacity.overridden,
+        services: d.services.views(),
     };
     Response::Status(Box::new(status))
 }

@@ -8,7 +8,9 @@
 
 mod control;
 mod lifecycle;
+pub mod logs;
 mod scheduler;
+mod services;
 mod session;
 mod setup;
 mod state;
@@ -57,12 +59,12 @@ impl Shared {
 
     /// Lock the state. A panic while holding the lock is a bug, but the
     /// daemon keeps serving with the state as it was left.
-    fn daemon(&self) -> MutexGuard<'_, Daemon> {
+    pub(crate) fn daemon(&self) -> MutexGuard<'_, Daemon> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ask the scheduler for a pass.
-    fn kick(&self) {
+    pub(crate) fn kick(&self) {
         self.kick.notify_one();
     }
 

@@ -68,9 +68,23 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
         return (Some(Duration::ZERO), abandoned);
     }
 
+    // Jobs whose --wait-for can never be met are refused, not queued forever.
+    let refused: Vec<(u64, String)> = d
+        .jobs
+        .values()
+        .filter(|j| j.is_queued() && j.client.is_some() && !j.exec.wait_for.is_empty())
+        .filter_map(|j| d.gate_refusal(j).map(|why| (j.id, why)))
+        .collect();
+    let mut failed = Vec::new();
+    for (id, why) in refused {
+        if let Some(job) = d.take(id) {
+            tracing::info!(job = id, "refusing job: {why}");
+            job.send(Response::error(ErrorKind::BadRequest, why.clone()));
+            failed.push((job, why));
+        }
+    }
     let decision = decide(&d.snapshot());
     let mut placed = Vec::new();
-    let mut failed = Vec::new();
     for id in &decision.start {
         match place(&mut d, *id) {
             Ok((granted, after)) => {

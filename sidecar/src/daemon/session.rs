@@ -9,7 +9,7 @@
 use super::state::{
     ClientLink, Ending, Job, StopReason, account, cleanup, reap, record_end, wall_ms,
 };
-use super::{Shared, control, lifecycle};
+use super::{Shared, control, lifecycle, services};
 use crate::wire::{FrameReader, WireError, write_msg};
 use sc_protocol::codec::{CodecError, FrameKind};
 use sc_protocol::{
@@ -151,6 +151,47 @@ async fn run(
             }
             Request::Resume { job } => {
                 let _ = tx.send(control::resume(shared, peer, job));
+            }
+            Request::ServiceAdd { spec, start } => {
+                let _ = tx.send(services::verbs::add(shared, peer, *spec, start));
+            }
+            Request::ServiceStart { name } => {
+                let _ = tx.send(services::verbs::control(
+                    shared,
+                    peer,
+                    &name,
+                    services::Control::Start,
+                ));
+            }
+            Request::ServiceStop { name } => {
+                let _ = tx.send(services::verbs::control(
+                    shared,
+                    peer,
+                    &name,
+                    services::Control::Stop,
+                ));
+            }
+            Request::ServiceRestart { name } => {
+                let _ = tx.send(services::verbs::control(
+                    shared,
+                    peer,
+                    &name,
+                    services::Control::Restart,
+                ));
+            }
+            Request::ServiceRemove { name } => {
+                let _ = tx.send(services::verbs::remove(shared, peer, &name).await);
+            }
+            Request::ServiceList => {
+                let _ = tx.send(services::verbs::list(shared));
+            }
+            Request::Logs {
+                name,
+                lines,
+                follow,
+            } => {
+                stream_logs(shared, peer, &name, lines, follow, reader, tx).await;
+                return;
             }
             Request::Hello { .. } | Request::Exited { .. } => {
                 let _ = tx.send(Response::error(
@@ -332,5 +373,75 @@ pub fn new_job(
         last_wait: None,
         detached_until: None,
         stopping: None,
+    }
+}
+
+/// `sc logs`: the tail, then (with `follow`) new output until the client
+/// goes away.
+async fn stream_logs(
+    shared: &Shared,
+    peer: Peer,
+    name: &str,
+    lines: u32,
+    follow: bool,
+    reader: &mut FrameReader<OwnedReadHalf>,
+    tx: &mpsc::UnboundedSender<Response>,
+) {
+    let dir = match services::verbs::log_location(shared, peer, name) {
+        Ok(d) => d,
+        Err(resp) => {
+            let _ = tx.send(resp);
+            return;
+        }
+    };
+    let (tail_dir, tail_name, n) = (dir.clone(), name.to_string(), lines as usize);
+    // The tail and the follower start from one file handle and length:
+    // nothing is shown twice or missed between them.
+    let read = tokio::task::spawn_blocking(move || {
+        if follow {
+            super::logs::tail_and_follow(&tail_dir, &tail_name, n).map(|(t, f)| (t, Some(f)))
+        } else {
+            super::logs::tail_lines(&tail_dir, &tail_name, n).map(|t| (t, None))
+        }
+    })
+    .await;
+    let (data, follower) = match read {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let _ = tx.send(Response::error(
+                ErrorKind::Internal,
+                format!("cannot read the log of {name}: {e}"),
+            ));
+            return;
+        }
+        Err(e) => {
+            let _ = tx.send(Response::error(ErrorKind::Internal, e.to_string()));
+            return;
+        }
+    };
+    if !data.is_empty() {
+        let _ = tx.send(Response::LogData { data });
+    }
+    let Some(mut follower) = follower else {
+        let _ = tx.send(Response::LogEnd);
+        return;
+    };
+    loop {
+        tokio::select! {
+            chunk = follower.next_chunk() => match chunk {
+                Ok(data) if !data.is_empty() => {
+                    if tx.send(Response::LogData { data }).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Response::error(ErrorKind::Internal, format!("log of {name}: {e}")));
+                    return;
+                }
+            },
+            // Anything from the client, or its going away, ends the stream.
+            _ = reader.next::<Request>() => return,
+        }
     }
 }

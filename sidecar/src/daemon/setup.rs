@@ -214,6 +214,87 @@ fn adopt(daemon: &mut Daemon) {
     }
 }
 
+/// Supervise the config's services and the run-time ones recorded in the
+/// state dir. A previous daemon's service processes are not adopted: each
+/// service's group is emptied and the service started afresh (its output
+/// pipes died with that daemon).
+fn start_services(shared: &Shared, from_config: Vec<sc_protocol::ServiceSpec>) {
+    use super::services::{driver, spawn::RunAs};
+    use sc_protocol::ServiceSource;
+    let mut d = shared.daemon();
+    if let Ok(names) = d.tree.list("services") {
+        for name in names {
+            if let Ok(Some(cg)) = d.tree.open(&format!("services/{name}")) {
+                if cg.is_populated().unwrap_or(false) {
+                    tracing::warn!(
+                        service = name,
+                        "stopping a service process left by the previous daemon"
+                    );
+                }
+                let _ = cg.remove();
+            }
+        }
+    }
+    let daemon_uid = nix::unistd::getuid().as_raw();
+    let (recorded, problems) = d.store.load_services();
+    for p in problems {
+        tracing::warn!("skipping unreadable service record: {p}");
+    }
+    let mut all: Vec<(sc_protocol::ServiceSpec, ServiceSource, u32, bool)> = from_config
+        .into_iter()
+        .map(|s| (s, ServiceSource::Config, daemon_uid, true))
+        .collect();
+    for r in recorded {
+        if all.iter().any(|(s, ..)| s.name == r.spec.name) {
+            tracing::warn!(
+                service = r.spec.name,
+                "a run-time service has the name of a config service; the config one wins"
+            );
+            continue;
+        }
+        all.push((r.spec, ServiceSource::Runtime, r.owner, r.enabled));
+    }
+    for (spec, source, owner, enabled) in all {
+        let user = spec
+            .user
+            .clone()
+            .or_else(|| (owner != daemon_uid).then(|| owner.to_string()));
+        let run_as = match user.map(|u| RunAs::lookup(&u)).transpose() {
+            Ok(r) => r.filter(|r| r.uid != daemon_uid),
+            Err(e) => {
+                tracing::error!(service = spec.name, "not starting: {e}");
+                continue;
+            }
+        };
+        let name = spec.name.clone();
+        let entry = driver::spawn(
+            shared, &d.tree, &d.store, spec, source, owner, run_as, enabled,
+        );
+        d.services.entries.insert(name, entry);
+    }
+}
+
+/// Stop every service (SIGTERM, SIGKILL after its grace) before exiting.
+async fn stop_services(shared: &Shared) {
+    let waits: Vec<_> = {
+        let d = shared.daemon();
+        d.services
+            .entries
+            .values()
+            .filter_map(|e| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                e.control
+                    .send(super::services::Control::Remove(tx))
+                    .ok()
+                    .map(|()| rx)
+            })
+            .collect()
+    };
+    for rx in waits {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), rx).await;
+    }
+}
+
 pub async fn run(opts: DaemonOptions) -> Result<()> {
     let cfg = load_config(&opts)?;
     init_logging(opts.log_format.unwrap_or(cfg.log_format));
@@ -257,8 +338,10 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         socket: socket.clone(),
         reattach_grace: cfg.reattach_grace,
         kill_grace: cfg.kill_grace,
+        services: Default::default(),
     };
     adopt(&mut daemon);
+    let services = cfg.services.clone();
     let listener = bind_socket(&socket, cfg.socket_group.as_deref())?;
     tracing::info!(
         socket = %socket.display(),
@@ -268,6 +351,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         "sc daemon ready"
     );
     let shared = Shared::new(daemon);
+    start_services(&shared, services);
     tokio::spawn(scheduler::run(shared.clone()));
 
     use tokio::signal::unix::{SignalKind, signal};
@@ -294,6 +378,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         "sc daemon stopping; running jobs keep running and re-attach to the next daemon"
     );
     let _ = std::fs::remove_file(&socket);
+    stop_services(&shared).await;
     // Leave the subtree only while something lives in it (jobs to adopt).
     let d = shared.daemon();
     if d.jobs.is_empty()

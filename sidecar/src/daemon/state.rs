@@ -164,6 +164,7 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub reattach_grace: Duration,
     pub kill_grace: Duration,
+    pub services: super::services::ServiceTable,
 }
 
 pub fn wall_ms() -> u64 {
@@ -195,6 +196,7 @@ impl Daemon {
                     seq: job.seq,
                     mem: job.reserved,
                     cpu_milli: job.exec.requests.cpu_milli.unwrap_or(0),
+                    blocked: self.gate_reason(job),
                 });
             }
         }
@@ -215,6 +217,51 @@ impl Daemon {
 
     /// A new job id. Ids are reserved on disk in blocks, so a restarted
     /// daemon never reuses one, without a write per job.
+    /// Why a job's `--wait-for` services hold it back, if they do.
+    pub fn gate_reason(&self, job: &Job) -> Option<WaitReason> {
+        use super::services::Gate;
+        job.exec
+            .wait_for
+            .iter()
+            .find_map(|name| match self.services.gate(name) {
+                Gate::Ready => None,
+                Gate::NotReady(state) | Gate::Failed(state) => Some(WaitReason::Service {
+                    name: name.clone(),
+                    state,
+                }),
+                Gate::Unknown => Some(WaitReason::Service {
+                    name: name.clone(),
+                    state: "unknown".into(),
+                }),
+            })
+    }
+
+    /// A queued job whose `--wait-for` can never be met (unknown or failed
+    /// service) or has waited past `--wait-timeout`: why it must be refused.
+    pub fn gate_refusal(&self, job: &Job) -> Option<String> {
+        use super::services::Gate;
+        for name in &job.exec.wait_for {
+            match self.services.gate(name) {
+                Gate::Unknown => {
+                    return Some(format!("--wait-for {name}: no such service on this host"));
+                }
+                Gate::Failed(why) => return Some(format!("--wait-for {name}: {why}")),
+                Gate::NotReady(state) => {
+                    if let Some(ms) = job.exec.wait_timeout_ms
+                        && job.queued_at.elapsed() >= Duration::from_millis(ms)
+                    {
+                        return Some(format!(
+                            "--wait-for {name}: still not ready ({state}) after {}",
+                            sc_protocol::units::format_duration(Duration::from_millis(ms))
+                        ));
+                    }
+                }
+                Gate::Ready => {}
+            }
+        }
+        None
+    }
+
     pub fn alloc_id(&mut self) -> JobId {
         let id = self.next_id;
         self.next_id += 1;

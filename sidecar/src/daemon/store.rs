@@ -4,7 +4,9 @@
 //! - `jobs/<id>.json`: one file per live (queued or running) job, written
 //!   before the job is acknowledged and removed once its end is recorded;
 //! - `history.jsonl`: one line per finished job, appended;
-//! - `next_id`: the next job id, so ids are never reused.
+//! - `next_id`: the next job id, so ids are never reused;
+//! - `services/<name>.json`: each service added at run time, with whether
+//!   it should be running, written before `sc service add` is answered.
 //!
 //! Files are written to a temp name and renamed, so a reader sees a whole
 //! record or none. There is no fsync: the records must survive a daemon crash
@@ -58,6 +60,15 @@ pub struct HistoryRecord {
     pub usage: sc_protocol::JobUsage,
 }
 
+/// A service added at run time, as written to `services/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedService {
+    pub spec: sc_protocol::ServiceSpec,
+    pub owner: u32,
+    /// Start it when the daemon starts.
+    pub enabled: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("state dir {path}: {source}")]
 pub struct StoreError {
@@ -79,8 +90,10 @@ pub struct Store {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let jobs = dir.join("jobs");
-        std::fs::create_dir_all(&jobs).map_err(err(&jobs))?;
+        for sub in ["jobs", "services", "logs"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(err(&d))?;
+        }
         Ok(Store {
             dir: dir.to_path_buf(),
         })
@@ -179,6 +192,59 @@ impl Store {
         (jobs, problems)
     }
 
+    fn service_path(&self, name: &str) -> PathBuf {
+        self.dir.join("services").join(format!("{name}.json"))
+    }
+
+    /// Where services' logs go.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    pub fn save_service(&self, svc: &PersistedService) -> Result<(), StoreError> {
+        let path = self.service_path(&svc.spec.name);
+        let bytes = serde_json::to_vec(svc).map_err(|e| StoreError {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        self.write_atomic(&path, &bytes)
+    }
+
+    pub fn remove_service(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.service_path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err(&path)(e)),
+        }
+    }
+
+    /// Every run-time service; unreadable records are reported and skipped.
+    pub fn load_services(&self) -> (Vec<PersistedService>, Vec<String>) {
+        let dir = self.dir.join("services");
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return (out, problems);
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<PersistedService>(&b).map_err(|e| e.to_string())
+                }) {
+                Ok(s) => out.push(s),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        (out, problems)
+    }
+
     pub fn append_history(&self, rec: &HistoryRecord) -> Result<(), StoreError> {
         let path = self.dir.join("history.jsonl");
         let mut line = serde_json::to_vec(rec).map_err(|e| StoreError {
@@ -210,6 +276,8 @@ mod tests {
             client_pid: 1,
             timeout_ms: None,
             pid: 1,
+            wait_for: vec![],
+            wait_timeout_ms: None,
         }
     }
 
