@@ -174,7 +174,11 @@ fn probe_spec(
 /// Turn the flags into a definition (pure: no socket, no daemon).
 pub fn spec_of(a: AddArgs) -> Result<ServiceSpec> {
     let defaults = RestartSpec::default();
-    let mut env = Vec::new();
+    // A run-time service runs with the environment of the `sc service add`
+    // that defined it (PATH, toolchain variables...), then --env on top.
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("SC_"))
+        .collect();
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {
             bail!("--env {kv:?}: expected KEY=VALUE");
@@ -182,6 +186,7 @@ pub fn spec_of(a: AddArgs) -> Result<ServiceSpec> {
         if k.is_empty() {
             bail!("--env {kv:?}: empty variable name");
         }
+        env.retain(|(ek, _)| ek != k);
         env.push((k.to_string(), v.to_string()));
     }
     let cwd = match a.cwd {
