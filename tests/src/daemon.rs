@@ -214,14 +214,28 @@ impl TestDaemon {
         spawn(self.sc_cmd(args), None)
     }
 
-    /// `sc ps --json`, which must succeed.
+    /// The jobs of `sc ps --json` (its `"jobs"` array), which must succeed.
     #[track_caller]
     pub fn ps(&self) -> Vec<Value> {
         let out = self.sc(&["ps", "--json"]);
         out.assert_success();
         match out.json() {
-            Value::Array(jobs) => jobs,
-            other => panic!("sc ps --json is not an array: {other}\n{out}"),
+            Value::Object(mut o) => match o.remove("jobs") {
+                Some(Value::Array(jobs)) => jobs,
+                other => panic!("sc ps --json has no \"jobs\" array: {other:?}\n{out}"),
+            },
+            other => panic!("sc ps --json is not an object: {other}\n{out}"),
+        }
+    }
+
+    /// The services of `sc ps --json` (its `"services"` array).
+    #[track_caller]
+    pub fn ps_services(&self) -> Vec<Value> {
+        let out = self.sc(&["ps", "--json"]);
+        out.assert_success();
+        match out.json()["services"].clone() {
+            Value::Array(s) => s,
+            other => panic!("sc ps --json has no \"services\" array: {other}\n{out}"),
         }
     }
 
@@ -274,6 +288,36 @@ impl TestDaemon {
         self.spawn_daemon();
     }
 
+    /// Stop the daemon cleanly (SIGTERM) and start it again with the same
+    /// config and state dir. Panics if it does not exit within `timeout`
+    /// after the SIGTERM (it is then SIGKILLed).
+    #[track_caller]
+    pub fn restart_clean(&mut self, timeout: Duration) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let start = Instant::now();
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if start.elapsed() < timeout => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        panic!(
+                            "sc daemon did not exit within {timeout:?} of SIGTERM\n--- daemon log:\n{}",
+                            self.log()
+                        );
+                    }
+                }
+            }
+        }
+        self.spawn_daemon();
+    }
+
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             unsafe {
@@ -312,6 +356,13 @@ pub(crate) fn subtrees_of(status: &Value) -> Vec<PathBuf> {
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.stop();
+        // A service outlives a daemon that was SIGKILLed (or did not stop in
+        // time): kill what is left in the services' cgroups.
+        for s in &self.seen_subtrees {
+            if s.starts_with("/sys/fs/cgroup") && s.components().count() > 5 {
+                crate::kill_cgroup_procs(&s.join("services"));
+            }
+        }
         for s in &self.seen_subtrees {
             // Only below /sys/fs/cgroup, never a hierarchy root.
             if s.starts_with("/sys/fs/cgroup") && s.components().count() > 5 {

@@ -26,11 +26,13 @@ mod daemon;
 mod process;
 mod raw;
 mod records;
+mod services;
 
 pub use daemon::{DaemonConfig, TestDaemon};
 pub use process::{RunOutput, ScChild, run, spawn};
 pub use raw::{RawClient, RawReply};
 pub use records::{Interval, read_intervals, record_script};
+pub use services::{free_port, http_server_script};
 
 use serde_json::Value;
 use std::io::Write;
@@ -308,4 +310,23 @@ pub fn remove_cgroup_tree(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// SIGKILL every process in the cgroups at and below `dir` (best effort).
+pub fn kill_cgroup_procs(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                kill_cgroup_procs(&e.path());
+            }
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in text
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            signal(pid, libc::SIGKILL);
+        }
+    }
 }

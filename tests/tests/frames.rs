@@ -24,7 +24,7 @@ fn raw_client_works() {
     c.hello();
     c.send(&Request::Ps);
     match c.recv(T) {
-        RawReply::Frame(Response::Jobs(jobs)) => assert!(jobs.is_empty(), "{jobs:?}"),
+        RawReply::Frame(Response::Jobs { jobs, .. }) => assert!(jobs.is_empty(), "{jobs:?}"),
         other => panic!("expected Jobs, got {other:?}"),
     }
     c.send(&Request::Status);

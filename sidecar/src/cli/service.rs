@@ -176,8 +176,9 @@ pub fn spec_of(a: AddArgs) -> Result<ServiceSpec> {
     let defaults = RestartSpec::default();
     // A run-time service runs with the environment of the `sc service add`
     // that defined it (PATH, toolchain variables...), then --env on top.
+    // Only the job-specific variables of an enclosing `sc exec` are dropped.
     let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("SC_"))
+        .filter(|(k, _)| !matches!(k.as_str(), "SC_JOB_ID" | "SC_JOB_NAME"))
         .collect();
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {

@@ -55,6 +55,7 @@ pub fn spawn(
         generation: 0,
         oom_baseline: 0,
         removing: None,
+        pumps: Vec::new(),
     };
     tokio::spawn(driver.run(rx, start));
     ServiceEntry {
@@ -108,6 +109,8 @@ struct Driver {
     generation: u64,
     oom_baseline: u64,
     removing: Option<oneshot::Sender<()>>,
+    /// The tasks copying the current process's stdout and stderr.
+    pumps: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Driver {
@@ -154,7 +157,7 @@ impl Driver {
                         }
                     }
                 }
-                status = wait_child(&mut self.child) => self.exited(status).await,
+                status = wait_child(&mut self.child) => self.exited(status, &mut input_rx).await,
                 Some(input) = input_rx.recv() => match input {
                     Input::Probe { kind, generation, ok, detail } => {
                         if generation == self.generation && self.child.is_some() {
@@ -304,10 +307,10 @@ impl Driver {
         let pid = child.id().unwrap_or(0);
         self.generation += 1;
         if let Some(out) = child.stdout.take() {
-            pump(out, input_tx.clone());
+            self.pumps.push(pump(out, input_tx.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            pump(err, input_tx.clone());
+            self.pumps.push(pump(err, input_tx.clone()));
         }
         self.child = Some(child);
         self.cgroup = cgroup;
@@ -316,7 +319,11 @@ impl Driver {
     }
 
     /// The process ended: say why, clear what it left, tell the machine.
-    async fn exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
+    async fn exited(
+        &mut self,
+        status: std::io::Result<std::process::ExitStatus>,
+        input_rx: &mut mpsc::UnboundedReceiver<Input>,
+    ) {
         use std::os::unix::process::ExitStatusExt;
         self.child = None;
         let oom = self
@@ -337,6 +344,17 @@ impl Driver {
         // No process of a service outlives it (KillMode=control-group).
         if let Some(cg) = self.cgroup.clone() {
             let _ = tokio::task::spawn_blocking(move || cg.kill_all()).await;
+        }
+        // The run's last output goes in the log before its end: wait for
+        // the pipes to close (everything that held them is dead now; a
+        // process outside any cgroup may keep one open, hence the bound).
+        for pump in self.pumps.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
+        }
+        while let Ok(input) = input_rx.try_recv() {
+            if let Input::Output(bytes) = input {
+                self.write_log(&bytes);
+            }
         }
         self.write_marker(&format!("exited: {reason}"));
         tracing::info!(service = self.spec.name, %reason, "service exited");
@@ -410,7 +428,7 @@ impl Driver {
 fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     mut r: R,
     tx: mpsc::UnboundedSender<Input>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -423,7 +441,7 @@ fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
                 }
             }
         }
-    });
+    })
 }
 
 async fn wait_child(
