@@ -5,12 +5,14 @@
 //! The daemon and the CLI both frame and unframe bytes with [`codec`], so there
 //! is one codec for blocking and async callers alike.
 //!
+//! - [`board`]: the cluster board's keys and values, and `sc board`'s view.
 //! - [`codec`]: length-prefixed frames with a magic, a version and a kind.
 //! - [`message`]: the local API, one `Request` variant per CLI verb.
 //! - [`service`]: service definitions, probes, restart policy, views.
 //! - [`units`]: parsing and printing of sizes (`512M`, `1.5GiB`) and durations
 //!   (`90s`, `5m`), shared by the CLI flags and the config file.
 
+pub mod board;
 pub mod codec;
 pub mod message;
 pub mod service;

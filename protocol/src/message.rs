@@ -134,6 +134,8 @@ pub enum Request {
         lines: u32,
         follow: bool,
     },
+    /// The cluster board as this host sees it.
+    Board,
 }
 
 /// Why a queued job is not running yet.
@@ -262,6 +264,23 @@ pub struct HostStatus {
     /// Memory and cores read from the config rather than the machine.
     pub capacity_overridden: bool,
     pub services: Vec<crate::ServiceView>,
+    /// `None` when `[cluster]` is not configured.
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// This host as a cluster member, in `sc status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub node_name: String,
+    pub cluster_id: String,
+    pub listen: String,
+    pub advertise: String,
+    pub live_hosts: u32,
+    pub dead_hosts: u32,
+    /// Transport and board counters: messages sent/received, and what was
+    /// dropped and why (oversize, malformed, unauthorised, queue full,
+    /// undecodable board values...).
+    pub counters: Vec<(String, u64)>,
 }
 
 /// Resource accounting of a finished job.
@@ -351,6 +370,7 @@ pub enum Response {
         data: Vec<u8>,
     },
     LogEnd,
+    Board(Box<crate::board::BoardView>),
     Status(Box<HostStatus>),
     Ok {
         message: String,

@@ -21,6 +21,57 @@ pub struct Config {
     pub host: HostSection,
     #[serde(default)]
     pub service: Vec<ServiceSection>,
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`: gossip with the other hosts' sidecars (QUIC + mutual TLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// UDP address to listen on, e.g. "0.0.0.0:7946".
+    pub listen: String,
+    /// Address the other hosts reach us at (default: `listen`, which must
+    /// then not be 0.0.0.0).
+    pub advertise: Option<String>,
+    /// Some hosts' addresses to join through (HOST:PORT).
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// The cluster CA certificate, this node's certificate and key (PEM),
+    /// from `sc cluster init-ca` and `sc cluster issue`.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Hosts with another cluster id ignore each other. Default "sc".
+    pub cluster_id: Option<String>,
+    /// Default 100ms: a board change reaches a few hosts within a round or two.
+    pub gossip_interval: Option<String>,
+    /// Failure detector: phi threshold (default 8) and the interval assumed
+    /// before enough heartbeats were seen (default 500ms; chitchat's own
+    /// 5s would keep a fresh cluster from noticing a death for seconds).
+    pub phi_threshold: Option<f64>,
+    pub initial_interval: Option<String>,
+    /// How long a dead host stays on the board (default 1h).
+    pub dead_node_grace: Option<String>,
+    /// Largest gossip frame accepted (default 1M; chitchat's own messages
+    /// stay under 64K).
+    pub max_frame: Option<String>,
+}
+
+/// `[cluster]` with units parsed.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub listen: std::net::SocketAddr,
+    pub advertise: std::net::SocketAddr,
+    pub seeds: Vec<String>,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub cluster_id: String,
+    pub gossip_interval: Duration,
+    pub phi_threshold: f64,
+    pub initial_interval: Duration,
+    pub dead_node_grace: Duration,
+    pub max_frame: u64,
 }
 
 /// One `[[service]]`.
@@ -104,6 +155,9 @@ pub struct HostSection {
     pub overcommit: Option<f64>,
     /// Reservation of a job that does not say `--mem`.
     pub default_mem: Option<String>,
+    /// Labels published on the cluster board (`gpu = "a100"`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Config values with units parsed and checked.
@@ -121,6 +175,8 @@ pub struct Resolved {
     pub overcommit: f64,
     pub default_mem: u64,
     pub services: Vec<ServiceSpec>,
+    pub labels: Vec<(String, String)>,
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +279,22 @@ impl Config {
             }
             services.push(spec);
         }
+        let cluster = match &self.cluster {
+            Some(c) => Some(cluster_config(c).map_err(|message| ConfigError::Value {
+                path: path.to_path_buf(),
+                section: "cluster",
+                key: message.0,
+                message: message.1,
+            })?),
+            None => None,
+        };
         Ok(Resolved {
+            cluster,
+            labels: h
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             services,
             socket: d.socket.clone(),
             state_dir: d.state_dir.clone(),
@@ -249,6 +320,84 @@ impl Config {
                 .unwrap_or(DEFAULT_DEFAULT_MEM),
         })
     }
+}
+
+fn cluster_config(c: &ClusterSection) -> Result<ClusterConfig, (&'static str, String)> {
+    let addr =
+        |key: &'static str, v: &str| -> Result<std::net::SocketAddr, (&'static str, String)> {
+            v.parse()
+                .map_err(|_| (key, format!("{v:?} is not an IP:PORT address")))
+        };
+    let listen = addr("listen", &c.listen)?;
+    let advertise = match &c.advertise {
+        Some(a) => addr("advertise", a)?,
+        None if listen.ip().is_unspecified() => {
+            return Err((
+                "advertise",
+                format!("listen is {listen}: say which address the other hosts reach us at"),
+            ));
+        }
+        None => listen,
+    };
+    if advertise.ip().is_unspecified() || advertise.port() == 0 {
+        return Err((
+            "advertise",
+            format!("{advertise} cannot be reached by other hosts"),
+        ));
+    }
+    let dur = |key: &'static str,
+               v: &Option<String>,
+               default: Duration|
+     -> Result<Duration, (&'static str, String)> {
+        match v {
+            Some(t) => parse_duration(t).map_err(|e| (key, e.to_string())),
+            None => Ok(default),
+        }
+    };
+    let gossip_interval = dur(
+        "gossip_interval",
+        &c.gossip_interval,
+        Duration::from_millis(100),
+    )?;
+    if gossip_interval.is_zero() {
+        return Err(("gossip_interval", "must be more than 0".into()));
+    }
+    let cluster_id = c.cluster_id.clone().unwrap_or_else(|| "sc".into());
+    if cluster_id.is_empty() || !cluster_id.is_ascii() {
+        return Err(("cluster_id", "must be non-empty ASCII".into()));
+    }
+    let phi_threshold = c.phi_threshold.unwrap_or(8.0);
+    if !(phi_threshold.is_finite() && phi_threshold > 0.0) {
+        return Err((
+            "phi_threshold",
+            format!("must be more than 0, got {phi_threshold}"),
+        ));
+    }
+    Ok(ClusterConfig {
+        listen,
+        advertise,
+        seeds: c.seeds.clone(),
+        ca: c.ca.clone(),
+        cert: c.cert.clone(),
+        key: c.key.clone(),
+        cluster_id,
+        gossip_interval,
+        phi_threshold,
+        initial_interval: dur(
+            "initial_interval",
+            &c.initial_interval,
+            Duration::from_millis(500),
+        )?,
+        dead_node_grace: dur(
+            "dead_node_grace",
+            &c.dead_node_grace,
+            Duration::from_secs(3600),
+        )?,
+        max_frame: match &c.max_frame {
+            Some(t) => parse_size(t).map_err(|e| ("max_frame", e.to_string()))?,
+            None => 1 << 20,
+        },
+    })
 }
 
 fn opt_ms(key: &str, v: &Option<String>, default: u64) -> Result<u64, String> {

@@ -6,6 +6,7 @@
 mod admission;
 mod cli;
 mod client;
+mod cluster;
 mod config;
 mod daemon;
 mod wire;

@@ -1,6 +1,7 @@
 //! Command-line definition and dispatch. Parsing (clap) never touches the
 //! socket; each verb lives in its own module.
 
+mod board;
 mod child;
 mod exec;
 mod report;
@@ -63,6 +64,19 @@ pub enum Verb {
         /// How many lines of the end to show first.
         #[arg(short = 'n', long = "lines", default_value = "10")]
         lines: u32,
+    },
+    /// The cluster board: every host's headroom, jobs and services.
+    Board {
+        #[arg(long)]
+        json: bool,
+        /// Redraw every second.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Cluster certificates: `init-ca`, `issue`.
+    Cluster {
+        #[command(subcommand)]
+        verb: board::ClusterVerb,
     },
     /// Configuration file tools.
     Config {
@@ -190,6 +204,8 @@ pub fn main() -> ExitCode {
         Verb::Pause { id } => verbs::control(sc_protocol::Request::Pause { job: id }),
         Verb::Resume { id } => verbs::control(sc_protocol::Request::Resume { job: id }),
         Verb::Service { verb } => service::main(verb),
+        Verb::Board { json, watch } => board::board(json, watch),
+        Verb::Cluster { verb } => board::cluster(verb),
         Verb::Logs {
             name,
             follow,

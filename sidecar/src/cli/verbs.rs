@@ -170,6 +170,22 @@ pub fn status(json: bool) -> Result<()> {
     for p in &b.subtree {
         writeln!(out, "               subtree {p}")?;
     }
+    if let Some(c) = &st.cluster {
+        writeln!(
+            out,
+            "cluster:       {} in {:?} (listen {}, advertise {}), {} live peers, {} dead",
+            c.node_name, c.cluster_id, c.listen, c.advertise, c.live_hosts, c.dead_hosts
+        )?;
+        let nonzero: Vec<String> = c
+            .counters
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if !nonzero.is_empty() {
+            writeln!(out, "               {}", nonzero.join(", "))?;
+        }
+    }
     if !st.services.is_empty() {
         let ready = st.services.iter().filter(|s| s.ready).count();
         writeln!(

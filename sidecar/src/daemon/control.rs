@@ -87,6 +87,22 @@ pub fn status(shared: &Shared) -> Response {
         },
         capacity_overridden: d.capacity.overridden,
         services: d.services.views(),
+        cluster: d.cluster.as_ref().map(|c| {
+            let board = c.board();
+            let live = board.hosts.iter().filter(|h| h.live && !h.is_self).count() as u32;
+            let dead = board.hosts.iter().filter(|h| !h.live).count() as u32;
+            let mut counters = c.stats.counters();
+            counters.push(("undecodable_board_values".into(), board.undecodable_values));
+            sc_protocol::ClusterStatus {
+                node_name: c.node_name.clone(),
+                cluster_id: c.cluster_id.clone(),
+                listen: c.listen.to_string(),
+                advertise: c.advertise.to_string(),
+                live_hosts: live,
+                dead_hosts: dead,
+                counters,
+            }
+        }),
     };
     Response::Status(Box::new(status))
 }
@@ -218,5 +234,15 @@ pub fn resume(shared: &Shared, peer: Peer, id: JobId) -> Response {
     tracing::info!(job = id, "job resumed");
     Response::Ok {
         message: format!("job {id} resumed"),
+    }
+}
+
+pub fn board(shared: &Shared) -> Response {
+    match &shared.daemon().cluster {
+        Some(c) => Response::Board(Box::new(c.board())),
+        None => Response::error(
+            ErrorKind::BadRequest,
+            "this host is not in a cluster: add a [cluster] section to its config",
+        ),
     }
 }

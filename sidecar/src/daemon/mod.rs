@@ -6,11 +6,12 @@
 //! `sc exec` processes, which re-attach to the next daemon (as containerd
 //! does with `KillMode=process`).
 
+mod board_state;
 mod control;
 mod lifecycle;
 pub mod logs;
 mod scheduler;
-mod services;
+pub(crate) mod services;
 mod session;
 mod setup;
 mod state;

@@ -182,6 +182,9 @@ async fn run(
             Request::ServiceRemove { name } => {
                 let _ = tx.send(services::verbs::remove(shared, peer, &name).await);
             }
+            Request::Board => {
+                let _ = tx.send(control::board(shared));
+            }
             Request::ServiceList => {
                 let _ = tx.send(services::verbs::list(shared));
             }

@@ -339,6 +339,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         reattach_grace: cfg.reattach_grace,
         kill_grace: cfg.kill_grace,
         services: Default::default(),
+        cluster: None,
     };
     adopt(&mut daemon);
     let services = cfg.services.clone();
@@ -350,8 +351,35 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         cores = daemon.capacity.cores,
         "sc daemon ready"
     );
+    let cluster = match &cfg.cluster {
+        Some(cc) => {
+            let node = crate::cluster::node::start(cc).await?;
+            tracing::info!(
+                node = node.view.node_name,
+                listen = %cc.listen,
+                advertise = %cc.advertise,
+                seeds = ?cc.seeds,
+                "joined the cluster gossip"
+            );
+            daemon.cluster = Some(node.view.clone());
+            Some(node)
+        }
+        None => None,
+    };
     let shared = Shared::new(daemon);
     start_services(&shared, services);
+    if let Some(node) = cluster {
+        let shared = shared.clone();
+        let labels = cfg.labels.clone();
+        let mem_total = shared.daemon().capacity.mem_total;
+        tokio::spawn(async move {
+            let name = node.view.node_name.clone();
+            crate::cluster::node::run(&node, mem_total, || {
+                super::board_state::local_state(&shared.daemon(), &name, &labels)
+            })
+            .await;
+        });
+    }
     tokio::spawn(scheduler::run(shared.clone()));
 
     use tokio::signal::unix::{SignalKind, signal};

@@ -165,6 +165,8 @@ pub struct Daemon {
     pub reattach_grace: Duration,
     pub kill_grace: Duration,
     pub services: super::services::ServiceTable,
+    /// Set when `[cluster]` is configured.
+    pub cluster: Option<crate::cluster::node::ClusterView>,
 }
 
 pub fn wall_ms() -> u64 {
@@ -217,13 +219,29 @@ impl Daemon {
 
     /// A new job id. Ids are reserved on disk in blocks, so a restarted
     /// daemon never reuses one, without a write per job.
+    /// The readiness gate of `--wait-for NAME` or `NAME@HOST`: local
+    /// services from the table, other hosts' from the cluster board.
+    pub fn gate(&self, name: &str) -> super::services::Gate {
+        use super::services::Gate;
+        match name.split_once('@') {
+            None => self.services.gate(name),
+            Some((svc, host)) => match &self.cluster {
+                Some(c) if host == c.node_name => self.services.gate(svc),
+                Some(c) => crate::cluster::board::remote_gate(&c.board(), svc, host),
+                None => Gate::Failed(format!(
+                    "{name}: this host is not in a cluster ([cluster] is not configured)"
+                )),
+            },
+        }
+    }
+
     /// Why a job's `--wait-for` services hold it back, if they do.
     pub fn gate_reason(&self, job: &Job) -> Option<WaitReason> {
         use super::services::Gate;
         job.exec
             .wait_for
             .iter()
-            .find_map(|name| match self.services.gate(name) {
+            .find_map(|name| match self.gate(name) {
                 Gate::Ready => None,
                 Gate::NotReady(state) | Gate::Failed(state) => Some(WaitReason::Service {
                     name: name.clone(),
@@ -241,7 +259,7 @@ impl Daemon {
     pub fn gate_refusal(&self, job: &Job) -> Option<String> {
         use super::services::Gate;
         for name in &job.exec.wait_for {
-            match self.services.gate(name) {
+            match self.gate(name) {
                 Gate::Unknown => {
                     return Some(format!("--wait-for {name}: no such service on this host"));
                 }

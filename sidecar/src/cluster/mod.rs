@@ -1,0 +1,10 @@
+//! The cluster (DESIGN §6): the cluster CA and node certificates
+//! ([`certs`]), the mutual-TLS configuration of one node ([`tls`]),
+//! chitchat's `Transport`/`Socket` over one quinn endpoint ([`transport`]),
+//! and the board on top of chitchat ([`board`], [`node`]).
+
+pub mod board;
+pub mod certs;
+pub mod node;
+pub mod tls;
+pub mod transport;
