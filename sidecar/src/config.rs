@@ -52,8 +52,9 @@ pub struct ClusterSection {
     pub initial_interval: Option<String>,
     /// How long a dead host stays on the board (default 1h).
     pub dead_node_grace: Option<String>,
-    /// Largest gossip frame accepted (default 1M; chitchat's own messages
-    /// stay under 64K).
+    /// Largest gossip frame accepted (default 128K: chitchat's own messages
+    /// stay under 64K, and a bigger compressed frame from a peer could only
+    /// be an attempt to make us decompress gigabytes).
     pub max_frame: Option<String>,
 }
 
@@ -395,7 +396,7 @@ fn cluster_config(c: &ClusterSection) -> Result<ClusterConfig, (&'static str, St
         )?,
         max_frame: match &c.max_frame {
             Some(t) => parse_size(t).map_err(|e| ("max_frame", e.to_string()))?,
-            None => 1 << 20,
+            None => 128 << 10,
         },
     })
 }
