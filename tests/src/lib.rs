@@ -22,12 +22,14 @@
 //! `SC_ROOT_TESTS_RAN` names a file, every root-only test that runs appends its
 //! name to it, so CI can check that they did run.
 
+mod cluster;
 mod daemon;
 mod process;
 mod raw;
 mod records;
 mod services;
 
+pub use cluster::{HostSpec, TestCa, all_live, board_host, board_hosts, counter, free_udp_addr};
 pub use daemon::{DaemonConfig, TestDaemon};
 pub use process::{RunOutput, ScChild, run, spawn};
 pub use raw::{RawClient, RawReply};

@@ -136,6 +136,29 @@ impl DeathClock {
     }
 }
 
+/// The distinct bad values seen (a bad value is read again every tick; it
+/// counts once).
+#[derive(Debug, Default)]
+pub struct Undecodable {
+    seen: std::collections::HashSet<(String, u64, String, u64)>,
+}
+
+impl Undecodable {
+    fn saw(&mut self, host: &str, generation: u64, key: &str, value: &str) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        value.hash(&mut h);
+        if self.seen.len() < 100_000 {
+            self.seen
+                .insert((host.to_string(), generation, key.to_string(), h.finish()));
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.seen.len() as u64
+    }
+}
+
 /// Decode every host's keys. Only the newest generation of a name is kept
 /// (a restarted host shows up with a new generation id).
 pub fn read_board(
@@ -143,7 +166,7 @@ pub fn read_board(
     hosts: Vec<HostKeys<'_>>,
     clock: &mut DeathClock,
     now: Instant,
-    undecodable: &mut u64,
+    undecodable: &mut Undecodable,
 ) -> BoardView {
     let mut newest: BTreeMap<&str, HostKeys<'_>> = BTreeMap::new();
     for h in hosts {
@@ -191,7 +214,7 @@ pub fn read_board(
                 true
             };
             if !ok {
-                *undecodable += 1;
+                undecodable.saw(h.name, h.generation, k, v);
             }
         }
         host.jobs.sort_by_key(|j| j.id);
@@ -200,7 +223,7 @@ pub fn read_board(
     BoardView {
         cluster_id: cluster_id.to_string(),
         hosts: out,
-        undecodable_values: *undecodable,
+        undecodable_values: undecodable.count(),
     }
 }
 

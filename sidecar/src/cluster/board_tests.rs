@@ -88,7 +88,7 @@ fn board_reads_hosts_and_counts_undecodable_values() {
     bad.push(("job/9", "v1 {broken"));
     bad.push(("svc/x", "v7 {}"));
     let mut clock = DeathClock::default();
-    let mut undecodable = 0;
+    let mut undecodable = Undecodable::default();
     let t0 = Instant::now();
     let view = read_board(
         "sc",
@@ -128,6 +128,22 @@ fn board_reads_hosts_and_counts_undecodable_values() {
     assert!(view.hosts[0].services[0].ready);
     assert_eq!(view.hosts[1].jobs.len(), 1, "the good job of b is kept");
     assert_eq!(view.undecodable_values, 2);
+    // Read again (the next tick): the same bad values do not count twice.
+    let again = read_board(
+        "sc",
+        vec![HostKeys {
+            name: "b",
+            generation: 5,
+            gossip_addr: "x".into(),
+            live: false,
+            is_self: false,
+            kv: vec![("job/9", "v1 {broken")],
+        }],
+        &mut clock,
+        t0,
+        &mut undecodable,
+    );
+    assert_eq!(again.undecodable_values, 2);
     assert_eq!(view.hosts[1].dead_for_ms, Some(0));
     assert_eq!(
         clock.dead_for("b", 5, false, t0 + Duration::from_secs(2)),
@@ -144,7 +160,7 @@ fn remote_gate_answers() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let mut clock = DeathClock::default();
-    let mut n = 0;
+    let mut n = Undecodable::default();
     let view = read_board(
         "sc",
         vec![HostKeys {

@@ -3,7 +3,7 @@
 //! a decoded snapshot of everyone's for `sc board` and `--wait-for
 //! NAME@HOST` (read without awaiting chitchat's lock).
 
-use super::board::{DeathClock, HostKeys, LocalState, Publisher, read_board};
+use super::board::{DeathClock, HostKeys, LocalState, Publisher, Undecodable, read_board};
 use super::tls::NodeTls;
 use super::transport::{QuicTransport, TransportStats};
 use crate::config::ClusterConfig;
@@ -93,12 +93,19 @@ pub async fn start(cfg: &ClusterConfig) -> Result<ClusterNode> {
 }
 
 /// Every tick: write this host's changed keys, then read the board back.
-/// `local` snapshots the daemon's state (it locks the daemon briefly).
-pub async fn run(node: &ClusterNode, mem_total: u64, mut local: impl FnMut() -> LocalState) {
+/// `local` snapshots the daemon's state (it locks the daemon briefly);
+/// `changed` is called when another host's liveness or services changed on
+/// the board, so the scheduler re-checks jobs waiting on them at once.
+pub async fn run(
+    node: &ClusterNode,
+    mem_total: u64,
+    mut local: impl FnMut() -> LocalState,
+    changed: impl Fn(),
+) {
     let chitchat = node.handle.chitchat();
     let mut publisher = Publisher::default();
     let mut clock = DeathClock::default();
-    let mut undecodable = 0u64;
+    let mut undecodable = Undecodable::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -138,6 +145,20 @@ pub async fn run(node: &ClusterNode, mem_total: u64, mut local: impl FnMut() -> 
             &mut undecodable,
         );
         drop(c);
-        *node.view.board.lock().unwrap_or_else(|p| p.into_inner()) = view;
+        let mut board = node.view.board.lock().unwrap_or_else(|p| p.into_inner());
+        // Only other hosts' changes matter to waiting jobs; ours kick already.
+        let others = |b: &BoardView| -> Vec<(String, bool, Vec<sc_protocol::board::BoardService>)> {
+            b.hosts
+                .iter()
+                .filter(|h| !h.is_self)
+                .map(|h| (h.name.clone(), h.live, h.services.clone()))
+                .collect()
+        };
+        let moved = others(&board) != others(&view);
+        *board = view;
+        drop(board);
+        if moved {
+            changed();
+        }
     }
 }

@@ -374,9 +374,12 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         let mem_total = shared.daemon().capacity.mem_total;
         tokio::spawn(async move {
             let name = node.view.node_name.clone();
-            crate::cluster::node::run(&node, mem_total, || {
-                super::board_state::local_state(&shared.daemon(), &name, &labels)
-            })
+            crate::cluster::node::run(
+                &node,
+                mem_total,
+                || super::board_state::local_state(&shared.daemon(), &name, &labels),
+                || shared.kick(),
+            )
             .await;
         });
     }

@@ -1,0 +1,211 @@
+//! Helpers for the cluster tests (DESIGN §6): a test CA, node certificates,
+//! free UDP addresses on 127.0.0.x, daemons with a `[cluster]` section, and
+//! views of `sc board --json` / `sc status --json`'s `cluster`.
+
+use crate::{CMD_TIMEOUT, DaemonConfig, TestDaemon, run, sc_bin};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// A UDP address on `ip` (e.g. "127.0.0.2") whose port was free a moment
+/// ago (bound to port 0, then released). No port is handed out twice by one
+/// test process, whatever the IP, so parallel tests do not collide with
+/// each other.
+pub fn free_udp_addr(ip: &str) -> SocketAddr {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let ip: IpAddr = ip.parse().expect("an IP address");
+    for _ in 0..100 {
+        let s = UdpSocket::bind(SocketAddr::new(ip, 0))
+            .unwrap_or_else(|e| panic!("bind UDP {ip}:0: {e}"));
+        let addr = s.local_addr().expect("local_addr");
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.get_or_insert_with(HashSet::new).insert(addr.port()) {
+            return addr;
+        }
+    }
+    panic!("no fresh UDP port on {ip} after 100 tries");
+}
+
+/// Run `sc ARGS` without a daemon (the `sc cluster` verbs); must succeed.
+#[track_caller]
+fn sc_offline(args: &[&str]) {
+    let mut cmd = Command::new(sc_bin());
+    cmd.args(args).env_remove("SC_SOCKET");
+    run(cmd, CMD_TIMEOUT).assert_success();
+}
+
+/// A cluster CA made by `sc cluster init-ca` in a temporary directory, and
+/// the node certificates issued from it (`sc cluster issue`).
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    #[track_caller]
+    pub fn new() -> TestCa {
+        let dir = tempfile::Builder::new()
+            .prefix("sc-test-ca-")
+            .tempdir()
+            .expect("create tempdir");
+        let ca = dir.path().join("ca");
+        sc_offline(&["cluster", "init-ca", ca.to_str().unwrap()]);
+        assert!(ca.join("ca.crt").is_file() && ca.join("ca.key").is_file());
+        TestCa { dir }
+    }
+
+    /// The CA directory (ca.crt, ca.key).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// Issue a certificate for node `name` reachable at `ip`; returns the
+    /// directory holding node.crt, node.key and ca.crt.
+    #[track_caller]
+    pub fn issue(&self, name: &str, ip: IpAddr) -> PathBuf {
+        let out = self.dir.path().join(format!("node-{name}"));
+        let ca = self.ca_dir();
+        sc_offline(&[
+            "cluster",
+            "issue",
+            "--ca",
+            ca.to_str().unwrap(),
+            name,
+            "--ip",
+            &ip.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        for f in ["node.crt", "node.key", "ca.crt"] {
+            assert!(out.join(f).is_file(), "sc cluster issue did not write {f}");
+        }
+        out
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
+    }
+}
+
+fn toml_str(p: &Path) -> String {
+    serde_json::to_string(&p.to_string_lossy()).unwrap()
+}
+
+/// One host of a test cluster: its name (the certificate's CN), its gossip
+/// address and its certificate directory.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub certs: PathBuf,
+    /// Bare `key = value` lines for `[host]` (e.g. `labels = { gpu = "a100" }`).
+    pub host_extra: String,
+    /// Extra `key = value` lines for `[cluster]`.
+    pub cluster_extra: String,
+}
+
+impl HostSpec {
+    /// A host named `name` on `ip` with a fresh UDP port and a certificate
+    /// from `ca`.
+    #[track_caller]
+    pub fn new(ca: &TestCa, name: &str, ip: &str) -> HostSpec {
+        let listen = free_udp_addr(ip);
+        HostSpec {
+            name: name.to_string(),
+            listen,
+            certs: ca.issue(name, listen.ip()),
+            host_extra: String::new(),
+            cluster_extra: String::new(),
+        }
+    }
+
+    /// The config text appended after `[host]` (see [`DaemonConfig::extra`]).
+    pub fn config_extra(&self, seeds: &[SocketAddr]) -> String {
+        let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+        format!(
+            "{}\n\n[cluster]\nlisten = \"{}\"\nseeds = [{}]\nca = {}\ncert = {}\nkey = {}\n{}\n",
+            self.host_extra,
+            self.listen,
+            seeds.join(", "),
+            toml_str(&self.certs.join("ca.crt")),
+            toml_str(&self.certs.join("node.crt")),
+            toml_str(&self.certs.join("node.key")),
+            self.cluster_extra,
+        )
+    }
+
+    /// Start a daemon for this host, joining through `seeds`.
+    #[track_caller]
+    pub fn start(&self, seeds: &[SocketAddr]) -> TestDaemon {
+        TestDaemon::start_with(DaemonConfig {
+            extra: self.config_extra(seeds),
+            ..DaemonConfig::default()
+        })
+    }
+}
+
+/// The hosts of a `sc board --json` document.
+pub fn board_hosts(board: &Value) -> Vec<Value> {
+    board["hosts"].as_array().cloned().unwrap_or_default()
+}
+
+/// The host `name` of a `sc board --json` document, if listed.
+pub fn board_host<'a>(board: &'a Value, name: &str) -> Option<&'a Value> {
+    board["hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["name"] == name)
+}
+
+/// Whether `board` lists every host of `names` as live.
+pub fn all_live(board: &Value, names: &[&str]) -> bool {
+    names
+        .iter()
+        .all(|n| board_host(board, n).is_some_and(|h| h["live"] == true))
+}
+
+impl TestDaemon {
+    /// `sc board --json`, which must succeed.
+    #[track_caller]
+    pub fn board(&self) -> Value {
+        let out = self.sc(&["board", "--json"]);
+        out.assert_success();
+        out.json()
+    }
+
+    /// The host `name` on this daemon's board, if listed.
+    #[track_caller]
+    pub fn board_host(&self, name: &str) -> Option<Value> {
+        board_host(&self.board(), name).cloned()
+    }
+
+    /// `cluster` of `sc status --json`.
+    #[track_caller]
+    pub fn cluster_status(&self) -> Value {
+        let st = self.status();
+        assert!(
+            st["cluster"].is_object(),
+            "sc status --json has no cluster object: {st}"
+        );
+        st["cluster"].clone()
+    }
+
+    /// A transport counter of `sc status --json` (`cluster.counters`).
+    #[track_caller]
+    pub fn cluster_counter(&self, name: &str) -> u64 {
+        counter(&self.cluster_status(), name)
+    }
+}
+
+/// Counter `name` of a `cluster` status object (`counters: [[name, n], ...]`).
+#[track_caller]
+pub fn counter(cluster: &Value, name: &str) -> u64 {
+    cluster["counters"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c[0] == name).and_then(|c| c[1].as_u64()))
+        .unwrap_or_else(|| panic!("no counter {name:?} in {cluster}"))
+}
