@@ -857,3 +857,35 @@ fn board_without_a_cluster_is_refused() {
     out.assert_code(125);
     assert!(out.stderr_str().contains("cluster"), "{out}");
 }
+
+/// A host with a valid certificate but another `cluster_id` is dropped
+/// before chitchat sees it, counted, and never shows on the board.
+#[test]
+fn host_of_another_cluster_id_is_kept_off_the_board() {
+    let c = Cluster::start(2, &[]);
+    c.converge();
+    let mut x = HostSpec::new(&c._ca, "host-x", "127.0.0.3");
+    x.cluster_extra = "cluster_id = \"other\"".into();
+    let xd = x.start(&[c.specs[0].listen, c.specs[1].listen]);
+    for d in [c.d(0), c.d(1)] {
+        wait_until(
+            Duration::from_secs(15),
+            "dropped_wrong_cluster_id > 0 on host-a and host-b",
+            || d.cluster_counter("dropped_wrong_cluster_id") > 0,
+        );
+    }
+    let names = |d: &TestDaemon| -> Vec<String> {
+        board_hosts(&d.board())
+            .iter()
+            .filter_map(|h| h["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        for d in [c.d(0), c.d(1)] {
+            assert_eq!(names(d), ["host-a", "host-b"]);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(names(&xd), ["host-x"]);
+}

@@ -5,6 +5,7 @@
 
 pub mod board;
 pub mod certs;
+pub mod filter;
 pub mod node;
 pub mod tls;
 pub mod transport;

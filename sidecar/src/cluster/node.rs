@@ -25,9 +25,17 @@ pub struct ClusterView {
     pub advertise: std::net::SocketAddr,
     pub board: Arc<Mutex<BoardView>>,
     pub stats: Arc<TransportStats>,
+    pub id_stats: Arc<super::filter::ClusterIdStats>,
 }
 
 impl ClusterView {
+    /// Transport and filter counters for `sc status`.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let mut c = self.stats.counters();
+        c.extend(self.id_stats.counters());
+        c
+    }
+
     pub fn board(&self) -> BoardView {
         self.board.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -52,8 +60,10 @@ pub async fn start(cfg: &ClusterConfig) -> Result<ClusterNode> {
         )
     })?;
     let node_name = tls.node_name().to_string();
-    let transport = QuicTransport::new(tls, cfg.max_frame as usize);
-    let stats = transport.stats();
+    let quic = QuicTransport::new(tls, cfg.max_frame as usize);
+    let stats = quic.stats();
+    let transport = super::filter::ClusterIdFilter::new(quic, cfg.cluster_id.clone());
+    let id_stats = transport.stats();
     let generation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -88,6 +98,7 @@ pub async fn start(cfg: &ClusterConfig) -> Result<ClusterNode> {
             undecodable_values: 0,
         })),
         stats,
+        id_stats,
     };
     Ok(ClusterNode { view, handle })
 }

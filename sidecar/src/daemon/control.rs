@@ -91,7 +91,7 @@ pub fn status(shared: &Shared) -> Response {
             let board = c.board();
             let live = board.hosts.iter().filter(|h| h.live && !h.is_self).count() as u32;
             let dead = board.hosts.iter().filter(|h| !h.live).count() as u32;
-            let mut counters = c.stats.counters();
+            let mut counters = c.counters();
             counters.push(("undecodable_board_values".into(), board.undecodable_values));
             sc_protocol::ClusterStatus {
                 node_name: c.node_name.clone(),
