@@ -89,7 +89,9 @@ impl Socket for FilteredSocket {
                     tracing::debug!(%from, cluster_id, "dropping gossip from another cluster");
                 }
                 ChitchatMessage::BadCluster => {
-                    self.stats.bad_cluster_replies.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .bad_cluster_replies
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 _ => return Ok((from, msg)),
             }
