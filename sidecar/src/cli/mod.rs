@@ -83,6 +83,9 @@ pub enum Verb {
         #[command(subcommand)]
         verb: ConfigVerb,
     },
+    /// Benchmark of the cluster gossip (docs/benchmarks.md).
+    #[command(hide = true)]
+    BenchGossip(crate::cluster::bench::BenchGossipArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +217,7 @@ pub fn main() -> ExitCode {
         Verb::Config {
             verb: ConfigVerb::Check { file },
         } => verbs::config_check(&file),
+        Verb::BenchGossip(args) => crate::cluster::bench::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! chitchat's `Transport`/`Socket` over one quinn endpoint ([`transport`]),
 //! and the board on top of chitchat ([`board`], [`node`]).
 
+pub mod bench;
 pub mod board;
 pub mod certs;
 pub mod filter;
