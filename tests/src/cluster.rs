@@ -2,13 +2,15 @@
 //! free UDP addresses on 127.0.0.x, daemons with a `[cluster]` section, and
 //! views of `sc board --json` / `sc status --json`'s `cluster`.
 
-use crate::{CMD_TIMEOUT, DaemonConfig, TestDaemon, run, sc_bin};
+use crate::{CMD_TIMEOUT, DaemonConfig, TestDaemon, run, sc_bin, wait_until};
 use serde_json::Value;
 use std::collections::HashSet;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// A UDP address on `ip` (e.g. "127.0.0.2") whose port was free a moment
 /// ago (bound to port 0, then released). No port is handed out twice by one
@@ -208,4 +210,120 @@ pub fn counter(cluster: &Value, name: &str) -> u64 {
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c[0] == name).and_then(|c| c[1].as_u64()))
         .unwrap_or_else(|| panic!("no counter {name:?} in {cluster}"))
+}
+
+// ---- The three-host test cluster (used by tests/cluster*.rs) ----
+
+/// How long a fresh cluster may take to list every host live everywhere.
+pub const CONVERGE: Duration = Duration::from_secs(20);
+/// Upper bound for a board change (job, service) to reach another host.
+pub const PROPAGATE: Duration = Duration::from_secs(10);
+/// Upper bound for noticing a killed host (the design target is ~2 s).
+pub const DETECT_DEAD: Duration = Duration::from_secs(10);
+
+/// Straight to fd 2, so it shows even when libtest captures output.
+pub fn report(line: String) {
+    let _ = std::io::stderr().write_all(format!("CLUSTER-TIMING {line}\n").as_bytes());
+}
+
+/// A cluster of daemons from one CA; each daemon seeds with all the others.
+pub struct Cluster {
+    // Daemons first: they drop (stop) before the certificates go.
+    pub daemons: Vec<TestDaemon>,
+    pub specs: Vec<HostSpec>,
+    pub ca: TestCa,
+}
+
+impl Cluster {
+    /// Hosts `host-a`, `host-b`, ... on 127.0.0.1, 127.0.0.2, ...;
+    /// `host_extra[i]` goes into host i's `[host]`.
+    #[track_caller]
+    pub fn start(n: usize, host_extra: &[&str]) -> Cluster {
+        let ca = TestCa::new();
+        let specs: Vec<HostSpec> = (0..n)
+            .map(|i| {
+                let name = format!("host-{}", (b'a' + i as u8) as char);
+                let mut s = HostSpec::new(&ca, &name, &format!("127.0.0.{}", i + 1));
+                s.host_extra = host_extra.get(i).unwrap_or(&"").to_string();
+                s
+            })
+            .collect();
+        let daemons = specs
+            .iter()
+            .map(|s| s.start(&seeds_except(&specs, &s.name)))
+            .collect();
+        Cluster { daemons, specs, ca }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.specs.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    pub fn d(&self, i: usize) -> &TestDaemon {
+        &self.daemons[i]
+    }
+
+    /// Wait until every daemon's board lists every host live; returns how
+    /// long it took.
+    #[track_caller]
+    pub fn converge(&self) -> Duration {
+        let start = Instant::now();
+        let names = self.names();
+        for d in &self.daemons {
+            wait_until(
+                CONVERGE,
+                "every host live, with its node info, on every board",
+                || converged(&d.board(), &names),
+            );
+        }
+        let took = start.elapsed();
+        report(format!("{} hosts converged in {took:?}", names.len()));
+        took
+    }
+}
+
+/// Every host of `names` is live on `board`, with its node info and headroom.
+pub fn converged(board: &Value, names: &[&str]) -> bool {
+    all_live(board, names)
+        && names.iter().all(|n| {
+            board_host(board, n).is_some_and(|h| h["node"].is_object() && h["headroom"].is_object())
+        })
+}
+
+pub fn seeds_except(specs: &[HostSpec], name: &str) -> Vec<SocketAddr> {
+    specs
+        .iter()
+        .filter(|s| s.name != name)
+        .map(|s| s.listen)
+        .collect()
+}
+
+/// `sc service add ARGS` on `d`, which must succeed.
+#[track_caller]
+pub fn add_service(d: &TestDaemon, args: &[&str]) {
+    let mut v = vec!["service", "add"];
+    v.extend_from_slice(args);
+    d.sc(&v).assert_success();
+}
+
+/// Host `host`'s job named (summary) `summary` on `d`'s board.
+pub fn board_job(d: &TestDaemon, host: &str, summary: &str) -> Option<Value> {
+    d.board_host(host)?["jobs"]
+        .as_array()?
+        .iter()
+        .find(|j| j["summary"] == summary)
+        .cloned()
+}
+
+/// Host `host`'s service `name` on `d`'s board.
+pub fn board_service(d: &TestDaemon, host: &str, name: &str) -> Option<Value> {
+    board_service_in(&d.board(), host, name)
+}
+
+pub fn board_service_in(board: &Value, host: &str, name: &str) -> Option<Value> {
+    board_host(board, host)?["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
 }

@@ -29,7 +29,11 @@ mod raw;
 mod records;
 mod services;
 
-pub use cluster::{HostSpec, TestCa, all_live, board_host, board_hosts, counter, free_udp_addr};
+pub use cluster::{
+    CONVERGE, Cluster, DETECT_DEAD, HostSpec, PROPAGATE, TestCa, add_service, all_live, board_host,
+    board_hosts, board_job, board_service, board_service_in, converged, counter, free_udp_addr,
+    report, seeds_except,
+};
 pub use daemon::{DaemonConfig, TestDaemon};
 pub use process::{RunOutput, ScChild, run, spawn};
 pub use raw::{RawClient, RawReply};
