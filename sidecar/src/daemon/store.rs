@@ -155,39 +155,12 @@ impl Store {
     }
 
     pub fn remove_job(&self, id: JobId) -> Result<(), StoreError> {
-        let path = self.job_path(id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(err(&path)(e)),
-        }
+        remove_if_exists(&self.job_path(id))
     }
 
     /// Every live job record; unreadable ones are reported and skipped.
     pub fn load_jobs(&self) -> (Vec<PersistedJob>, Vec<String>) {
-        let dir = self.dir.join("jobs");
-        let mut jobs = Vec::new();
-        let mut problems = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) => {
-                problems.push(format!("{}: {e}", dir.display()));
-                return (jobs, problems);
-            }
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<PersistedJob>(&b).map_err(|e| e.to_string()))
-            {
-                Ok(j) => jobs.push(j),
-                Err(e) => problems.push(format!("{}: {e}", path.display())),
-            }
-        }
+        let (mut jobs, problems) = load_dir::<PersistedJob>(&self.dir.join("jobs"));
         jobs.sort_by_key(|j| j.id);
         (jobs, problems)
     }
@@ -211,36 +184,12 @@ impl Store {
     }
 
     pub fn remove_service(&self, name: &str) -> Result<(), StoreError> {
-        let path = self.service_path(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(err(&path)(e)),
-        }
+        remove_if_exists(&self.service_path(name))
     }
 
     /// Every run-time service; unreadable records are reported and skipped.
     pub fn load_services(&self) -> (Vec<PersistedService>, Vec<String>) {
-        let dir = self.dir.join("services");
-        let mut out = Vec::new();
-        let mut problems = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return (out, problems);
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    serde_json::from_slice::<PersistedService>(&b).map_err(|e| e.to_string())
-                }) {
-                Ok(s) => out.push(s),
-                Err(e) => problems.push(format!("{}: {e}", path.display())),
-            }
-        }
+        let (mut out, problems) = load_dir::<PersistedService>(&self.dir.join("services"));
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         (out, problems)
     }
@@ -259,6 +208,42 @@ impl Store {
             .map_err(err(&path))?;
         f.write_all(&line).map_err(err(&path))
     }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(path)(e)),
+    }
+}
+
+/// Every `*.json` record in `dir`; unreadable ones are reported, not fatal.
+fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> (Vec<T>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (out, problems),
+        Err(e) => {
+            problems.push(format!("{}: {e}", dir.display()));
+            return (out, problems);
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<T>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(r) => out.push(r),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    (out, problems)
 }
 
 #[cfg(test)]
