@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A shell loop that returns once `path` exists (at most 30 s).
+pub fn wait_for_file_script(path: &Path) -> String {
+    format!(
+        "i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        path.display()
+    )
+}
+
 /// How long a daemon may take to listen on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -212,6 +220,26 @@ impl TestDaemon {
     /// Start `sc ARGS` in the background.
     pub fn spawn(&self, args: &[&str]) -> ScChild {
         spawn(self.sc_cmd(args), None)
+    }
+
+    /// A running job (`sc exec --json --mem MEM`) that holds the host's
+    /// memory until the returned file is created (it gives up by itself
+    /// after 30 s). Returns once it has started.
+    #[track_caller]
+    pub fn hold_memory(&self, mem: &str) -> (ScChild, PathBuf) {
+        let release = self.dir().join("release");
+        let mut blocker = self.spawn(&[
+            "exec",
+            "--json",
+            "--mem",
+            mem,
+            "--",
+            "sh",
+            "-c",
+            &wait_for_file_script(&release),
+        ]);
+        blocker.wait_event("started", Duration::from_secs(10));
+        (blocker, release)
     }
 
     /// The jobs of `sc ps --json` (its `"jobs"` array), which must succeed.

@@ -34,7 +34,7 @@ pub use cluster::{
     board_hosts, board_job, board_service, board_service_in, converged, counter, free_udp_addr,
     report, seeds_except,
 };
-pub use daemon::{DaemonConfig, TestDaemon};
+pub use daemon::{DaemonConfig, TestDaemon, wait_for_file_script};
 pub use process::{RunOutput, ScChild, run, spawn};
 pub use raw::{RawClient, RawReply};
 pub use records::{Interval, read_intervals, record_script};

@@ -67,14 +67,8 @@ fn sigkill_of_sc_exec_kills_the_job() {
 #[test]
 fn sigkill_of_queued_sc_exec_dequeues_the_job() {
     let d = TestDaemon::start("");
-    let release = d.dir().join("release");
+    let (blocker, release) = d.hold_memory("3G");
     let marker = d.dir().join("ran");
-    let block = format!(
-        "i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
-        release.display()
-    );
-    let mut blocker = d.spawn(&["exec", "--json", "--mem", "3G", "--", "sh", "-c", &block]);
-    blocker.wait_event("started", Duration::from_secs(10));
     let mut job = d.spawn(&[
         "exec",
         "--json",

@@ -119,14 +119,8 @@ fn queued_job_survives_daemon_restart() {
     // A job the daemon acknowledged is not lost (§8): the queued client
     // re-attaches to the restarted daemon and runs once there is room.
     let mut d = TestDaemon::start("");
-    let release = d.dir().join("release");
+    let (blocker, release) = d.hold_memory("3G");
     let marker = d.dir().join("ran");
-    let block = format!(
-        "i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
-        release.display()
-    );
-    let mut blocker = d.spawn(&["exec", "--json", "--mem", "3G", "--", "sh", "-c", &block]);
-    blocker.wait_event("started", Duration::from_secs(10));
     let mut job = d.spawn(&[
         "exec",
         "--json",

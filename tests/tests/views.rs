@@ -75,10 +75,7 @@ fn status_backend_is_cgroup_when_root() {
 fn ps_lists_running_and_queued_jobs() {
     let d = TestDaemon::start("");
     let release = d.dir().join("release");
-    let block = format!(
-        "i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
-        release.display()
-    );
+    let block = wait_for_file_script(&release);
     let work = d.dir().join("work");
     std::fs::create_dir(&work).unwrap();
     let mut c = d.cmd();
