@@ -8,7 +8,7 @@
 //! version is unknown or that does not decode is counted and ignored by
 //! readers, never trusted.
 
-use crate::{JobId, JobState, Requests, ServiceState};
+use crate::{JobId, JobState, Need, Requests, ServiceState};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// Prefix of every board value of this version.
@@ -79,6 +79,9 @@ pub struct BoardJob {
     /// Unix time in ms (wall clocks of different hosts: for display only).
     pub queued_at: u64,
     pub started_at: Option<u64>,
+    /// Cluster resources it needs (absent in values from older hosts).
+    #[serde(default)]
+    pub needs: Vec<Need>,
 }
 
 /// `svc/<name>`: a service and its readiness.
@@ -113,6 +116,38 @@ pub struct BoardView {
     pub hosts: Vec<BoardHost>,
     /// Values that did not decode (wrong version, malformed), since start.
     pub undecodable_values: u64,
+    /// The cluster resources (`[resources]`), with holders and queue.
+    #[serde(default)]
+    pub resources: Vec<BoardResource>,
+}
+
+/// One cluster resource in `sc board`, as the answering host sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardResource {
+    pub name: String,
+    pub capacity: u32,
+    /// "quorum" or "available".
+    pub mode: String,
+    /// Claims that hold it now.
+    pub holders: Vec<BoardClaim>,
+    /// Claims and requests waiting for it, in the order they will enter.
+    pub queue: Vec<BoardClaim>,
+    /// What hosts disagree about (capacity, mode, over-capacity after a
+    /// partition healed), in words.
+    pub conflict: Option<String>,
+}
+
+/// A job's request or claim on a cluster resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardClaim {
+    pub host: String,
+    pub job: u64,
+    pub units: u32,
+    /// Fencing token of a held claim.
+    pub token: Option<u64>,
+    /// A stamped claim (it enters in stamp order), not just a request.
+    pub claimed: bool,
+    pub priority: i32,
 }
 
 #[cfg(test)]
@@ -140,5 +175,17 @@ mod tests {
             Err(BoardValueError::Malformed(_))
         ));
         assert!(decode_value::<BoardService>("").is_err());
+    }
+
+    /// A `job/<id>` value from a host that predates `needs` still decodes.
+    #[test]
+    fn old_job_values_decode_without_needs() {
+        let old = r#"v1 {"id":3,"owner":1000,"summary":"make","requests":{"mem":null,"mem_limit":null,"mem_high":null,"cpu_milli":null,"pids":null},"priority":0,"state":"Running","waiting":null,"queued_at":1,"started_at":2}"#;
+        let job: BoardJob = decode_value(old).unwrap();
+        assert!(job.needs.is_empty());
+        let view: BoardView =
+            serde_json::from_str(r#"{"cluster_id":"sc","hosts":[],"undecodable_values":0}"#)
+                .unwrap();
+        assert!(view.resources.is_empty());
     }
 }

@@ -13,6 +13,8 @@
 //! Durations cross the wire as milliseconds already computed by the sender
 //! (ages, waits), so neither side needs the other's clock.
 
+pub use crate::resource::{Need, ResourceHolder, ResourceStatus};
+pub use crate::status::{BackendView, ClusterStatus, HostStatus};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -62,6 +64,10 @@ pub struct ExecRequest {
     pub wait_for: Vec<String>,
     /// Give up waiting for them after this long (`--wait-timeout`), in ms.
     pub wait_timeout_ms: Option<u64>,
+    /// Cluster resources the job must hold to start (`--needs`). Defaults
+    /// to none so job records written before it existed still load.
+    #[serde(default)]
+    pub needs: Vec<Need>,
 }
 
 /// How a job's process ended, as the `sc exec` process saw it from `waitpid`.
@@ -151,6 +157,14 @@ pub enum WaitReason {
     Draining,
     /// A `--wait-for` service is not ready.
     Service { name: String, state: String },
+    /// A `--needs` cluster resource is not granted yet: who holds it, how
+    /// many requests rank ahead, and what else is in the way (no quorum...).
+    Resource {
+        name: String,
+        holders: Vec<ResourceHolder>,
+        ahead: u32,
+        detail: Option<String>,
+    },
 }
 
 impl fmt::Display for WaitReason {
@@ -176,6 +190,12 @@ impl fmt::Display for WaitReason {
             WaitReason::Service { name, state } => {
                 write!(f, "service {name} is not ready ({state})")
             }
+            WaitReason::Resource {
+                name,
+                holders,
+                ahead,
+                detail,
+            } => crate::resource::fmt_resource_wait(f, name, holders, *ahead, detail.as_deref()),
         }
     }
 }
@@ -225,62 +245,10 @@ pub struct JobView {
     /// Time spent running, `None` if not started.
     pub running_ms: Option<u64>,
     pub mem_current: Option<u64>,
-}
-
-/// Cgroup backend as `sc status` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackendView {
-    /// "cgroup v2", "cgroup v1 (+unified for freeze/kill)", "cgroup v1" or "none".
-    pub kind: String,
-    /// What is enforced: a subset of memory, cpu, pids, freeze, kill.
-    pub enforced: Vec<String>,
-    pub not_enforced_reason: Option<String>,
-    pub subtree: Vec<String>,
-}
-
-/// The host as `sc status` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostStatus {
-    pub hostname: String,
-    pub version: String,
-    pub pid: u32,
-    pub uptime_ms: u64,
-    pub socket: String,
-    pub state_dir: String,
-    pub cores: u32,
-    pub overcommit: f64,
-    /// Memory capacity admission works against (detected or configured).
-    pub mem_total: u64,
-    pub mem_available: u64,
-    pub mem_reserve: u64,
-    /// Σ reservations of running jobs.
-    pub reserved: u64,
-    /// Σ max(0, reservation − usage): what admission still holds back.
-    pub reserved_unused: u64,
-    pub cpu_reserved_milli: u32,
-    pub jobs_queued: u32,
-    pub jobs_running: u32,
-    pub backend: BackendView,
-    /// Memory and cores read from the config rather than the machine.
-    pub capacity_overridden: bool,
-    pub services: Vec<crate::ServiceView>,
-    /// `None` when `[cluster]` is not configured.
-    pub cluster: Option<ClusterStatus>,
-}
-
-/// This host as a cluster member, in `sc status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    pub node_name: String,
-    pub cluster_id: String,
-    pub listen: String,
-    pub advertise: String,
-    pub live_hosts: u32,
-    pub dead_hosts: u32,
-    /// Transport and board counters: messages sent/received, and what was
-    /// dropped and why (oversize, malformed, unauthorised, queue full,
-    /// undecodable board values...).
-    pub counters: Vec<(String, u64)>,
+    /// Cluster resources it needs (`--needs`).
+    pub needs: Vec<Need>,
+    /// Fencing token of each resource it holds (running jobs).
+    pub fence_tokens: Vec<(String, u64)>,
 }
 
 /// Resource accounting of a finished job.
@@ -336,6 +304,10 @@ pub enum Response {
         env: Vec<(String, String)>,
         cgroup: Option<String>,
         enforced: Vec<String>,
+        /// For a job holding cluster resources: the CLOCK_BOOTTIME instant
+        /// (ms) at which `sc exec` must stop the job by itself unless a
+        /// [`Response::Lease`] moves it. `None`: no lease, nothing to stop.
+        lease_until_ms: Option<u64>,
     },
     Paused {
         job: JobId,
@@ -378,6 +350,14 @@ pub enum Response {
     Error {
         kind: ErrorKind,
         message: String,
+    },
+    /// The daemon still holds the job's cluster resources: its `sc exec`
+    /// moves the stop deadline to `until_ms` (CLOCK_BOOTTIME, ms; the same
+    /// clock on both ends of the socket). Last, so older variants keep
+    /// their wire index.
+    Lease {
+        job: JobId,
+        until_ms: u64,
     },
 }
 

@@ -134,6 +134,23 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Milliseconds as a compact, whole-unit duration: `450ms`, `45s`, `3m12s`,
+/// `1h02m`. For one-line statuses ("held 3m12s"), where `45.0s` would be
+/// noise; [`format_duration`] keeps its tenth of a second for short waits.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +193,18 @@ mod tests {
         assert_eq!(format_cpus(2000), "2");
         assert_eq!(format_duration(Duration::from_secs(192)), "3m12s");
         assert_eq!(format_duration(Duration::from_millis(450)), "450ms");
+    }
+
+    #[test]
+    fn compact_durations() {
+        assert_eq!(format_duration_ms(0), "0ms");
+        assert_eq!(format_duration_ms(450), "450ms");
+        assert_eq!(format_duration_ms(1000), "1s");
+        assert_eq!(format_duration_ms(45_999), "45s");
+        assert_eq!(format_duration_ms(60_000), "1m00s");
+        assert_eq!(format_duration_ms(192_000), "3m12s");
+        assert_eq!(format_duration_ms(3_599_999), "59m59s");
+        assert_eq!(format_duration_ms(3_720_000), "1h02m");
+        assert_eq!(format_duration_ms(100 * 3_600_000), "100h00m");
     }
 }

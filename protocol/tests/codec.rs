@@ -33,20 +33,27 @@ fn arb_exec() -> impl Strategy<Value = ExecRequest> {
         any::<u32>(),
         proptest::option::of(any::<u64>()),
         any::<u32>(),
+        proptest::collection::vec(("[a-z0-9._-]{1,8}", 1..5u32), 0..3),
     )
         .prop_map(
-            |(argv, cwd, requests, priority, name, uid, client_pid, timeout_ms, pid)| ExecRequest {
-                argv,
-                cwd,
-                requests,
-                priority,
-                name,
-                uid,
-                client_pid,
-                timeout_ms,
-                pid,
-                wait_for: vec![],
-                wait_timeout_ms: None,
+            |(argv, cwd, requests, priority, name, uid, client_pid, timeout_ms, pid, needs)| {
+                ExecRequest {
+                    argv,
+                    cwd,
+                    requests,
+                    priority,
+                    name,
+                    uid,
+                    client_pid,
+                    timeout_ms,
+                    pid,
+                    wait_for: vec![],
+                    wait_timeout_ms: None,
+                    needs: needs
+                        .into_iter()
+                        .map(|(name, units)| Need { name, units })
+                        .collect(),
+                }
             },
         )
 }
@@ -137,6 +144,33 @@ fn response_round_trip() {
             waited_ms: 1234,
         },
         Response::error(ErrorKind::Impossible, "needs 64 GiB, host has 24 GiB"),
+        Response::Waiting {
+            job: 5,
+            reason: WaitReason::Resource {
+                name: "e2e-env".into(),
+                holders: vec![ResourceHolder {
+                    host: "host-b".into(),
+                    job: 42,
+                    summary: Some("pnpm test:e2e".into()),
+                    held_ms: Some(192_000),
+                }],
+                ahead: 2,
+                detail: None,
+            },
+            position: 1,
+            waited_ms: 10,
+        },
+        Response::Granted {
+            job: 5,
+            env: vec![("SC_FENCE_TOKEN".into(), "7".into())],
+            cgroup: Some("/sys/fs/cgroup/sc/jobs/5".into()),
+            enforced: vec!["memory".into()],
+            lease_until_ms: Some(123_456),
+        },
+        Response::Lease {
+            job: 5,
+            until_ms: 126_456,
+        },
     ];
     let mut bytes = Vec::new();
     for m in &msgs {

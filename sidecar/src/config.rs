@@ -6,7 +6,10 @@
 //! `sc_protocol::units`. This module only parses and validates: resolving
 //! defaults that need the machine (memory, cores) happens in the daemon.
 
-use sc_protocol::units::{parse_duration, parse_size};
+mod resources;
+
+pub use resources::{ResourceConfig, ResourceMode};
+use sc_protocol::units::{format_duration, parse_duration, parse_size};
 use sc_protocol::{ProbeSpec, ProbeTarget, RestartPolicy, RestartSpec, ServiceSpec};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,9 @@ pub struct Config {
     #[serde(default)]
     pub service: Vec<ServiceSection>,
     pub cluster: Option<ClusterSection>,
+    /// `[resources]`: cluster-wide resources (see `config/resources.rs`).
+    #[serde(default)]
+    pub resources: std::collections::BTreeMap<String, resources::ResourceValue>,
 }
 
 /// `[cluster]`: gossip with the other hosts' sidecars (QUIC + mutual TLS).
@@ -56,6 +62,22 @@ pub struct ClusterSection {
     /// stay under 64K, and a bigger compressed frame from a peer could only
     /// be an attempt to make us decompress gigabytes).
     pub max_frame: Option<String>,
+    /// The static membership (host names, as in their certificates) that
+    /// quorum-mode resources count a majority over. Default: none, and then
+    /// only "available" resources may be defined.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// How long a cluster-resource lease lasts without renewal (default 3s,
+    /// 500ms..=60s): a holder cut off from the daemon or the quorum has its
+    /// job stopped within this long.
+    pub lease: Option<String>,
+    /// How long a host must be dead to the failure detector before its
+    /// claims on "available" resources drop (default 1s).
+    pub available_down: Option<String>,
+    /// FOR TESTS AND THE CHAOS HARNESS: a file listing gossip addresses
+    /// (one per line) whose traffic this host drops in both directions, read
+    /// every 100 ms — a network partition without network namespaces.
+    pub test_partition_file: Option<PathBuf>,
 }
 
 /// `[cluster]` with units parsed.
@@ -73,6 +95,13 @@ pub struct ClusterConfig {
     pub initial_interval: Duration,
     pub dead_node_grace: Duration,
     pub max_frame: u64,
+    /// Quorum membership for quorum-mode resources (may be empty).
+    pub members: Vec<String>,
+    /// Lease of a held cluster resource (500ms..=60s).
+    pub lease: Duration,
+    /// Dead time before a host's claims on available resources drop.
+    pub available_down: Duration,
+    pub test_partition_file: Option<PathBuf>,
 }
 
 /// One `[[service]]`.
@@ -178,6 +207,8 @@ pub struct Resolved {
     pub services: Vec<ServiceSpec>,
     pub labels: Vec<(String, String)>,
     pub cluster: Option<ClusterConfig>,
+    /// `[resources]`, sorted by name; empty without `[cluster]`.
+    pub resources: Vec<ResourceConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +227,9 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// A rule across keys or sections; the message names them.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
     #[error("{path}: [[service]] {name:?}: {message}")]
     Service {
         path: PathBuf,
@@ -289,8 +323,16 @@ impl Config {
             })?),
             None => None,
         };
+        let resources =
+            resources::resolve(&self.resources, cluster.as_ref()).map_err(|message| {
+                ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message,
+                }
+            })?;
         Ok(Resolved {
             cluster,
+            resources,
             labels: h
                 .labels
                 .iter()
@@ -374,7 +416,26 @@ fn cluster_config(c: &ClusterSection) -> Result<ClusterConfig, (&'static str, St
             format!("must be more than 0, got {phi_threshold}"),
         ));
     }
+    let lease = dur("lease", &c.lease, Duration::from_secs(3))?;
+    if lease < Duration::from_millis(500) || lease > Duration::from_secs(60) {
+        return Err((
+            "lease",
+            format!("must be from 500ms to 60s, got {}", format_duration(lease)),
+        ));
+    }
+    for (i, m) in c.members.iter().enumerate() {
+        if m.trim().is_empty() {
+            return Err(("members", "a member name is empty".into()));
+        }
+        if c.members[..i].contains(m) {
+            return Err(("members", format!("{m:?} is listed twice")));
+        }
+    }
     Ok(ClusterConfig {
+        members: c.members.clone(),
+        lease,
+        available_down: dur("available_down", &c.available_down, Duration::from_secs(1))?,
+        test_partition_file: c.test_partition_file.clone(),
         listen,
         advertise,
         seeds: c.seeds.clone(),

@@ -4,11 +4,13 @@
 //! request, no daemon); `sc exec` otherwise passes on its command's status.
 
 mod admission;
+mod boottime;
 mod cli;
 mod client;
 mod cluster;
 mod config;
 mod daemon;
+mod dlock;
 mod wire;
 
 use std::process::ExitCode;

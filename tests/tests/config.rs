@@ -128,3 +128,49 @@ fn daemon_refuses_config_with_unknown_key() {
         "daemon created its socket despite a bad config"
     );
 }
+
+/// `[resources]` (issue 5): accepted beside `[cluster]`, refused without it,
+/// a quorum resource needs `[cluster] members`, an unknown key in a
+/// resource's table is named with its line.
+#[test]
+fn config_check_resources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = "[cluster]\nlisten = \"127.0.0.1:7946\"\nca = \"ca.crt\"\ncert = \"node.crt\"\nkey = \"node.key\"\n";
+    let check = |body: &str| {
+        let p = write_config(tmp.path(), body);
+        let out = sc(&["config", "check", p.to_str().unwrap()], tmp.path());
+        let all = format!("{}{}", out.stdout_str(), out.stderr_str());
+        (out.code(), all, p)
+    };
+
+    let (code, all, _) = check(&format!(
+        "{cluster}members = [\"a\", \"b\", \"c\"]\nlease = \"2s\"\n[resources]\ne2e-env = {{ capacity = 1, mode = \"quorum\" }}\ngpu = 4\n"
+    ));
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains("e2e-env (capacity 1, quorum)"), "{all}");
+
+    let (code, all, _) = check("[resources]\ne2e-env = 1\n");
+    assert_ne!(
+        code,
+        Some(0),
+        "[resources] without [cluster] accepted\n{all}"
+    );
+    assert!(all.contains("[cluster]"), "{all}");
+
+    let (code, all, _) = check(&format!(
+        "{cluster}[resources]\ne2e-env = {{ capacity = 1, mode = \"quorum\" }}\n"
+    ));
+    assert_ne!(code, Some(0), "quorum without members accepted\n{all}");
+    assert!(all.contains("e2e-env") && all.contains("members"), "{all}");
+
+    let (code, all, p) = check(&format!(
+        "{cluster}[resources]\ne2e-env = {{ capacity = 1, modes = \"quorum\" }}\n"
+    ));
+    assert_ne!(code, Some(0), "unknown key accepted\n{all}");
+    assert!(all.contains("modes"), "the unknown key is not named\n{all}");
+    assert!(names_line(&all, &p, 7), "line 7 is not named\n{all}");
+
+    let (code, all, _) = check(&format!("{cluster}[resources]\ne2e-env = 0\n"));
+    assert_ne!(code, Some(0), "capacity 0 accepted\n{all}");
+    assert!(all.contains("capacity"), "{all}");
+}

@@ -5,7 +5,7 @@
 use crate::client;
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use sc_protocol::board::BoardView;
+use sc_protocol::board::{BoardClaim, BoardResource, BoardView};
 use sc_protocol::units::{format_cpus, format_duration, format_size};
 use sc_protocol::{Request, Response};
 use std::io::Write;
@@ -154,6 +154,12 @@ pub fn print_board(out: &mut impl Write, b: &BoardView) -> std::io::Result<()> {
         for (h, j) in jobs {
             let since = j.started_at.unwrap_or(j.queued_at);
             let mut tail = j.summary.clone();
+            if !j.needs.is_empty() {
+                tail.push_str(&format!(
+                    "  [needs {}]",
+                    super::needs::describe(&j.needs, &[])
+                ));
+            }
             if let Some(w) = &j.waiting {
                 tail.push_str(&format!("  — {w}"));
             }
@@ -175,6 +181,10 @@ pub fn print_board(out: &mut impl Write, b: &BoardView) -> std::io::Result<()> {
             )?;
         }
     }
+    if !b.resources.is_empty() {
+        writeln!(out)?;
+        print_resources(out, &b.resources)?;
+    }
     if b.undecodable_values > 0 {
         writeln!(
             out,
@@ -183,4 +193,106 @@ pub fn print_board(out: &mut impl Write, b: &BoardView) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The cluster resources: capacity and mode, then who holds each, who
+/// queues for it (in entry order) and what hosts disagree about.
+fn print_resources(out: &mut impl Write, resources: &[BoardResource]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<22} {:>4}  {:<9}  HELD BY / QUEUE",
+        "RESOURCE", "CAP", "MODE"
+    )?;
+    let indent = " ".repeat(40);
+    for r in resources {
+        let held: Vec<String> = r.holders.iter().map(claim).collect();
+        let held = if held.is_empty() {
+            "free".to_string()
+        } else {
+            held.join(", ")
+        };
+        writeln!(
+            out,
+            "{:<22} {:>4}  {:<9}  {held}",
+            r.name, r.capacity, r.mode
+        )?;
+        if !r.queue.is_empty() {
+            let queue: Vec<String> = r.queue.iter().map(claim).collect();
+            writeln!(out, "{indent}queue: {}", queue.join(", "))?;
+        }
+        if let Some(c) = &r.conflict {
+            writeln!(out, "{indent}CONFLICT: {c}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `host-b job 42 tok 7`, with the units, a claim mark and the priority
+/// when they say something.
+fn claim(c: &BoardClaim) -> String {
+    let mut s = format!("{} job {}", c.host, c.job);
+    if c.units != 1 {
+        s.push_str(&format!(" x{}", c.units));
+    }
+    if let Some(t) = c.token {
+        s.push_str(&format!(" tok {t}"));
+    }
+    if c.priority != 0 {
+        s.push_str(&format!(" prio {}", c.priority));
+    }
+    if c.claimed && c.token.is_none() {
+        s.push_str(" (claimed)");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_section_shows_holders_queue_and_conflict() {
+        let c = |host: &str, job, units, token, claimed, priority| BoardClaim {
+            host: String::from(host),
+            job,
+            units,
+            token,
+            claimed,
+            priority,
+        };
+        let view = BoardView {
+            cluster_id: "sc".into(),
+            hosts: vec![],
+            undecodable_values: 0,
+            resources: vec![
+                BoardResource {
+                    name: "e2e-env".into(),
+                    capacity: 1,
+                    mode: "quorum".into(),
+                    holders: vec![c("host-b", 42, 1, Some(7), true, 0)],
+                    queue: vec![
+                        c("host-a", 3, 1, None, true, 0),
+                        c("host-c", 9, 2, None, false, 10),
+                    ],
+                    conflict: Some("2 holders after a partition healed".into()),
+                },
+                BoardResource {
+                    name: "gpu".into(),
+                    capacity: 4,
+                    mode: "available".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        print_board(&mut out, &view).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("host-b job 42 tok 7"), "{text}");
+        assert!(
+            text.contains("queue: host-a job 3 (claimed), host-c job 9 x2 prio 10"),
+            "{text}"
+        );
+        assert!(text.contains("CONFLICT: 2 holders"), "{text}");
+        assert!(text.contains("gpu") && text.contains("free"), "{text}");
+    }
 }

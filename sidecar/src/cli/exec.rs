@@ -3,24 +3,28 @@
 //!
 //! The connection to the daemon stays open for the job's life: its closing
 //! is how the daemon learns we died (and kills the job). If the daemon goes
-//! away instead, the job keeps running and we re-attach to the next one.
+//! away instead, the job keeps running and we re-attach to the next one —
+//! unless it holds cluster resources (`--needs`): then it runs on a lease
+//! that only the daemon renews, and when the lease runs out we stop the job
+//! ourselves (`stopper.rs`), daemon or not.
 
 use super::child::{self, Ended, HeldChild};
+use super::reattach::{
+    Attach, REQUEUE_PATIENCE, RETRY, reattach_req, reconnect, report_exit, try_reattach,
+};
 use super::report::Reporter;
+use super::stopper::{self, Lease};
 use super::{EXIT_SC_ERROR, ExecArgs};
 use crate::client::{self, Conn};
 use anyhow::Result;
-use sc_protocol::{ChildExit, ExecRequest, JobId, JobUsage, Request, Requests, Response};
+use sc_protocol::{ChildExit, ExecRequest, JobId, Need, Request, Requests, Response};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// Exit status of a job stopped by `--timeout` (as timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
-/// How long a queued job keeps trying to get back to a daemon that went away.
-const REQUEUE_PATIENCE: Duration = Duration::from_secs(30);
 /// After the command ended with no daemon, how long to wait for one to come back.
 const REPORT_PATIENCE: Duration = Duration::from_secs(2);
-const RETRY: Duration = Duration::from_millis(200);
 
 pub fn main(args: ExecArgs) -> ExitCode {
     let rt = match super::runtime() {
@@ -36,7 +40,7 @@ pub fn main(args: ExecArgs) -> ExitCode {
     std::process::exit(i32::from(code))
 }
 
-fn request(args: &ExecArgs, pid: u32) -> ExecRequest {
+fn request(args: &ExecArgs, pid: u32, needs: Vec<Need>) -> ExecRequest {
     ExecRequest {
         argv: args.command.clone(),
         cwd: std::env::current_dir()
@@ -57,11 +61,19 @@ fn request(args: &ExecArgs, pid: u32) -> ExecRequest {
         pid,
         wait_for: args.wait_for.clone(),
         wait_timeout_ms: args.wait_timeout.map(|d| d.as_millis() as u64),
+        needs,
     }
 }
 
 async fn run(args: ExecArgs) -> u8 {
     let mut rep = Reporter::new(args.json);
+    let needs = match super::needs::merge_needs(&args.needs) {
+        Ok(n) => n,
+        Err(e) => {
+            rep.error(&e);
+            return EXIT_SC_ERROR;
+        }
+    };
     // Fork first: the held child costs nothing while we queue, and the
     // daemon can place it the moment it grants.
     let mut held = match child::fork_held(&args.command) {
@@ -71,7 +83,7 @@ async fn run(args: ExecArgs) -> u8 {
             return EXIT_SC_ERROR;
         }
     };
-    let exec = request(&args, held.pid as u32);
+    let exec = request(&args, held.pid as u32, needs);
     let mut conn = match client::connect_with(Some(&Request::Exec(exec.clone()))).await {
         Ok(c) => c,
         Err(e) => {
@@ -90,7 +102,7 @@ async fn run(args: ExecArgs) -> u8 {
     if let Err(code) = start(&mut conn, &grant, &exec, &mut held, &mut rep).await {
         return code;
     }
-    supervise(conn, grant.job, &exec, held, &mut rep).await
+    supervise(conn, &grant, &exec, held, &mut rep).await
 }
 
 /// What the daemon said when it let the job start.
@@ -99,6 +111,8 @@ struct Grant {
     env: Vec<(String, String)>,
     cgroup: Option<String>,
     enforced: Vec<String>,
+    /// CLOCK_BOOTTIME deadline of the job's lease on cluster resources.
+    lease_until_ms: Option<u64>,
 }
 
 /// Queued until granted; re-attaches if the daemon restarts meanwhile.
@@ -131,14 +145,18 @@ async fn wait_for_grant(
                 env,
                 cgroup,
                 enforced,
+                lease_until_ms,
             }) => {
                 return Ok(Grant {
                     job: j,
                     env,
                     cgroup,
                     enforced,
+                    lease_until_ms,
                 });
             }
+            // A lease means nothing before the grant that starts it.
+            Ok(Response::Lease { .. }) => {}
             Ok(Response::Cancelled { reason, .. }) => {
                 rep.error(&format!("job {}: {reason}", job.unwrap_or(0)));
                 return Err(EXIT_SC_ERROR);
@@ -205,6 +223,7 @@ async fn start(
         held.pid,
         grant.cgroup.as_deref(),
         &grant.enforced,
+        &sc_protocol::fence_tokens_of_env(&grant.env),
     );
     Ok(())
 }
@@ -223,12 +242,14 @@ fn terminal_delivers_signals() -> bool {
 /// daemon restart, then report the exit.
 async fn supervise(
     conn: Conn,
-    job: JobId,
+    grant: &Grant,
     exec: &ExecRequest,
     held: HeldChild,
     rep: &mut Reporter,
 ) -> u8 {
     use tokio::signal::unix::{SignalKind, signal};
+    let job = grant.job;
+    let mut lease = Lease::new(grant.lease_until_ms);
     let pid = held.pid;
     let mut waiter = Box::pin(child::wait_async(pid));
     let mut sigs = Vec::new();
@@ -262,7 +283,13 @@ async fn supervise(
             futures_select_all(futs).await
         };
         tokio::select! {
+            // The child's end wins a tie with the lease: it stopped by itself.
+            biased;
             res = &mut waiter => break res,
+            () = lease.expired() => {
+                let stop = stopper::LostLease { job, pid, cgroup: grant.cgroup.as_deref(), exec, lease };
+                return stopper::lost_lease(stop, waiter, conn.as_mut(), rep).await;
+            }
             kind = signal_fut => {
                 let tty_signal = kind == SignalKind::interrupt() || kind == SignalKind::quit();
                 if !(tty_signal && from_tty) {
@@ -284,16 +311,24 @@ async fn supervise(
                         rep.say(&format!("job {job} {reason}"));
                         rep.event("cancelled", job, serde_json::json!({"reason": reason, "timed_out": t}));
                     }
+                    Ok(Response::Lease { job: j, until_ms }) if j == job => lease.set(until_ms),
                     Ok(_) => {}
                     Err(_) => {
                         conn = None;
-                        rep.warn(&format!("lost the sc daemon; job {job} keeps running, re-attaching when it is back"));
+                        let until = if lease.deadline().is_some() { " until its lease on cluster resources runs out" } else { "" };
+                        rep.warn(&format!("lost the sc daemon; job {job} keeps running{until}, re-attaching when it is back"));
                     }
                 }
             }
             _ = retry.tick(), if conn.is_none() && !unsupervised => {
                 let req = reattach_req(exec, job, started);
-                match try_reattach(&req).await {
+                // A daemon that accepts but does not answer (stopped, or
+                // still starting) must not hold the loop past the lease.
+                let attach = match lease.remaining() {
+                    Some(left) => tokio::time::timeout(left, try_reattach(&req)).await.unwrap_or(Attach::NoDaemon),
+                    None => try_reattach(&req).await,
+                };
+                match attach {
                     Attach::Done(c) => { conn = Some(c); rep.warn(&format!("re-attached job {job} to the sc daemon")); }
                     Attach::Refused(msg) => { unsupervised = true; rep.warn(&format!("warning: {msg}")); }
                     Attach::NoDaemon => {}
@@ -352,79 +387,6 @@ async fn supervise(
     match ended {
         Ended::Code(c) => (c & 0xff) as u8,
         Ended::Signal(s) => (128 + s).clamp(0, 255) as u8,
-    }
-}
-
-fn reattach_req(exec: &ExecRequest, job: JobId, started: Instant) -> Request {
-    Request::Reattach {
-        exec: exec.clone(),
-        job,
-        running: true,
-        waited_ms: started.elapsed().as_millis() as u64,
-    }
-}
-
-/// Report the exit and wait for the daemon's accounting. Also returns the
-/// notices that were still queued ahead of it.
-async fn report_exit(
-    conn: &mut Conn,
-    job: JobId,
-    exit: ChildExit,
-) -> (Option<JobUsage>, Vec<Response>) {
-    let mut late = Vec::new();
-    let fut = async {
-        conn.send(&Request::Exited { job, exit }).await.ok()?;
-        loop {
-            match conn.recv().await.ok()? {
-                Response::Finished { usage, .. } => return Some(usage),
-                Response::Error { .. } => return None,
-                other => late.push(other),
-            }
-        }
-    };
-    let usage = tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .ok()
-        .flatten();
-    (usage, late)
-}
-
-enum Attach {
-    Done(Conn),
-    Refused(String),
-    NoDaemon,
-}
-
-async fn try_reattach(req: &Request) -> Attach {
-    let path = client::choose_socket().path;
-    let Ok(mut c) = client::connect_to(&path).await else {
-        return Attach::NoDaemon;
-    };
-    match c.call(req).await {
-        Ok(Response::Reattached { .. }) | Ok(Response::Queued { .. }) => Attach::Done(c),
-        Ok(Response::Error { message, .. }) => Attach::Refused(message),
-        _ => Attach::NoDaemon,
-    }
-}
-
-/// Retry re-attaching until `patience` runs out. With `autostart`, a private
-/// daemon may be started again (a queued job has nothing running yet).
-async fn reconnect(req: &Request, autostart: bool, patience: Duration) -> Option<Conn> {
-    let deadline = Instant::now() + patience;
-    loop {
-        tokio::time::sleep(RETRY).await;
-        if autostart {
-            if let Ok(mut c) = client::connect().await
-                && let Ok(Response::Reattached { .. } | Response::Queued { .. }) = c.call(req).await
-            {
-                return Some(c);
-            }
-        } else if let Attach::Done(c) = try_reattach(req).await {
-            return Some(c);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
     }
 }
 

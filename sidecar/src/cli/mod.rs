@@ -4,8 +4,11 @@
 mod board;
 mod child;
 mod exec;
+mod needs;
+mod reattach;
 mod report;
 pub(crate) mod service;
+mod stopper;
 mod verbs;
 
 use crate::config::LogFormat;
@@ -86,6 +89,9 @@ pub enum Verb {
     /// Benchmark of the cluster gossip (docs/benchmarks.md).
     #[command(hide = true)]
     BenchGossip(crate::cluster::bench::BenchGossipArgs),
+    /// Seeded simulation of the cluster-resource rule (docs/cluster-resources.md).
+    #[command(hide = true)]
+    SimDlock(crate::dlock::sim::SimArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +154,13 @@ pub struct ExecArgs {
     /// Give up waiting for --wait-for services after this long (exit 125).
     #[arg(long, value_parser = parse_duration)]
     pub wait_timeout: Option<std::time::Duration>,
+    /// Wait for cluster-wide resources defined in the daemons' [resources]
+    /// (NAME[:UNITS][,...]; units default to 1; repeatable). The job gets
+    /// SC_RESOURCE (the names) and SC_FENCE_TOKEN (its fencing tokens, in the
+    /// same order; also SC_FENCE_TOKEN_<NAME>) in its environment, and is
+    /// stopped if its lease on them is no longer renewed.
+    #[arg(long, value_delimiter = ',', value_name = "NAME[:UNITS]", value_parser = needs::parse_need)]
+    pub needs: Vec<sc_protocol::Need>,
     /// Report state changes as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
@@ -218,6 +231,7 @@ pub fn main() -> ExitCode {
             verb: ConfigVerb::Check { file },
         } => verbs::config_check(&file),
         Verb::BenchGossip(args) => crate::cluster::bench::main(args),
+        Verb::SimDlock(args) => return crate::dlock::sim::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

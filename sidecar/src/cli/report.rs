@@ -82,13 +82,42 @@ impl Reporter {
         }
     }
 
-    pub fn started(&mut self, job: JobId, pid: i32, cgroup: Option<&str>, enforced: &[String]) {
+    /// `fence_tokens`: by resource name, as the job's environment has them.
+    pub fn started(
+        &mut self,
+        job: JobId,
+        pid: i32,
+        cgroup: Option<&str>,
+        enforced: &[String],
+        fence_tokens: &[(String, u64)],
+    ) {
         self.clear();
         self.wait = None;
+        let tokens: serde_json::Map<String, serde_json::Value> = fence_tokens
+            .iter()
+            .map(|(name, t)| (name.clone(), json!(t)))
+            .collect();
         self.emit(json!({
             "event": "started", "job": job, "pid": pid, "cgroup": cgroup,
             "enforced": enforced, "waited_ms": self.since.elapsed().as_millis() as u64,
+            "fence_tokens": tokens,
         }));
+    }
+
+    /// The job's lease on its cluster resources ran out and the stopper
+    /// killed it: always one line on stderr (the job's output just stops,
+    /// and the reason must be visible), plus a `lost_lease` event.
+    pub fn lost_lease(&mut self, job: JobId, resources: &[String], detail: serde_json::Value) {
+        self.clear();
+        let mut v = json!({"event": "lost_lease", "job": job, "resources": resources});
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), detail) {
+            obj.extend(more);
+        }
+        self.emit(v);
+        eprintln!(
+            "sc: lost the lease on {}: the daemon stopped renewing it; the job was stopped",
+            resources.join(", ")
+        );
     }
 
     pub fn event(&mut self, name: &str, job: JobId, extra: serde_json::Value) {

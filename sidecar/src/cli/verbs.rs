@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::daemon::{self, DaemonOptions};
 use anyhow::{Result, bail};
 use sc_protocol::units::{format_cpus, format_duration, format_size};
-use sc_protocol::{JobView, Request, Response};
+use sc_protocol::{JobView, Request, ResourceStatus, Response};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -73,6 +73,10 @@ pub fn ps(json: bool) -> Result<()> {
 fn ps_line(j: &JobView) -> String {
     let cmd = j.name.clone().unwrap_or_else(|| j.argv.join(" "));
     let mut tail = truncate(&cmd, 60);
+    if !j.needs.is_empty() {
+        let needs = super::needs::describe(&j.needs, &j.fence_tokens);
+        tail.push_str(&format!("  [needs {needs}]"));
+    }
     if let Some(w) = &j.waiting {
         let pos = j
             .position
@@ -185,6 +189,7 @@ pub fn status(json: bool) -> Result<()> {
         if !nonzero.is_empty() {
             writeln!(out, "               {}", nonzero.join(", "))?;
         }
+        print_resources(&mut out, &c.resources)?;
     }
     if !st.services.is_empty() {
         let ready = st.services.iter().filter(|s| s.ready).count();
@@ -195,6 +200,22 @@ pub fn status(json: bool) -> Result<()> {
         )?;
         writeln!(out)?;
         super::service::print_services(&mut out, &st.services)?;
+    }
+    Ok(())
+}
+
+/// The cluster resources in `sc status`, conflicts spelled out.
+fn print_resources(out: &mut impl Write, resources: &[ResourceStatus]) -> std::io::Result<()> {
+    for (i, r) in resources.iter().enumerate() {
+        let label = if i == 0 { "resources:" } else { "" };
+        writeln!(
+            out,
+            "{label:<15}{}: capacity {}, {}, {} held, {} queued",
+            r.name, r.capacity, r.mode, r.holders, r.queued
+        )?;
+        if let Some(c) = &r.conflict {
+            writeln!(out, "{:<15}  CONFLICT: {c}", "")?;
+        }
     }
     Ok(())
 }
@@ -211,8 +232,32 @@ pub fn control(req: Request) -> Result<()> {
 
 pub fn config_check(file: &Path) -> Result<()> {
     match Config::load(file) {
-        Ok(_) => {
+        Ok(r) => {
             println!("{}: ok", file.display());
+            // Say how the resources were read: a bare `name = 2` is
+            // "available", which may not be what was meant.
+            if let (Some(c), false) = (&r.cluster, r.resources.is_empty()) {
+                let list: Vec<String> = r
+                    .resources
+                    .iter()
+                    .map(|x| {
+                        let prefetch = x.prefetch.map(|p| format!(", prefetch {p}"));
+                        let mode = x.mode.as_str();
+                        format!(
+                            "{} (capacity {}, {mode}{})",
+                            x.name,
+                            x.capacity,
+                            prefetch.unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                println!(
+                    "resources: {}; lease {}, available_down {}",
+                    list.join(", "),
+                    format_duration(c.lease),
+                    format_duration(c.available_down)
+                );
+            }
             Ok(())
         }
         Err(e) => bail!("{e}"),
