@@ -129,15 +129,22 @@ impl HostSpec {
     pub fn config_extra(&self, seeds: &[SocketAddr]) -> String {
         let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
         format!(
-            "{}\n\n[cluster]\nlisten = \"{}\"\nseeds = [{}]\nca = {}\ncert = {}\nkey = {}\n{}\n",
+            "{}\n\n[cluster]\nlisten = \"{}\"\nseeds = [{}]\nca = {}\ncert = {}\nkey = {}\ntest_partition_file = {}\n{}\n",
             self.host_extra,
             self.listen,
             seeds.join(", "),
             toml_str(&self.certs.join("ca.crt")),
             toml_str(&self.certs.join("node.crt")),
             toml_str(&self.certs.join("node.key")),
+            toml_str(&self.partition_file()),
             self.cluster_extra,
         )
+    }
+
+    /// The file this host's daemon reads the gossip addresses to cut off
+    /// from (`[cluster] test_partition_file`).
+    pub fn partition_file(&self) -> PathBuf {
+        self.certs.join("partition")
     }
 
     /// Start a daemon for this host, joining through `seeds`.
@@ -239,12 +246,20 @@ impl Cluster {
     /// `host_extra[i]` goes into host i's `[host]`.
     #[track_caller]
     pub fn start(n: usize, host_extra: &[&str]) -> Cluster {
+        Cluster::start_with(n, host_extra, "")
+    }
+
+    /// As [`Cluster::start`], with `cluster_extra` appended to every host's
+    /// `[cluster]` section (it may open further sections, e.g. `[resources]`).
+    #[track_caller]
+    pub fn start_with(n: usize, host_extra: &[&str], cluster_extra: &str) -> Cluster {
         let ca = TestCa::new();
         let specs: Vec<HostSpec> = (0..n)
             .map(|i| {
                 let name = format!("host-{}", (b'a' + i as u8) as char);
                 let mut s = HostSpec::new(&ca, &name, &format!("127.0.0.{}", i + 1));
                 s.host_extra = host_extra.get(i).unwrap_or(&"").to_string();
+                s.cluster_extra = cluster_extra.to_string();
                 s
             })
             .collect();
@@ -253,6 +268,32 @@ impl Cluster {
             .map(|s| s.start(&seeds_except(&specs, &s.name)))
             .collect();
         Cluster { daemons, specs, ca }
+    }
+
+    /// Cut host `i` off from hosts `from` (both directions: `i` drops their
+    /// traffic and they drop `i`'s). An empty `from` heals host `i`.
+    pub fn partition(&self, i: usize, from: &[usize]) {
+        let line = |addrs: Vec<String>| addrs.join("\n");
+        let cut: Vec<String> = from
+            .iter()
+            .map(|j| self.specs[*j].listen.to_string())
+            .collect();
+        std::fs::write(self.specs[i].partition_file(), line(cut)).expect("write partition file");
+        for (j, s) in self.specs.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            let mut mine: Vec<String> = std::fs::read_to_string(s.partition_file())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| *l != self.specs[i].listen.to_string())
+                .map(str::to_string)
+                .collect();
+            if from.contains(&j) {
+                mine.push(self.specs[i].listen.to_string());
+            }
+            std::fs::write(s.partition_file(), line(mine)).expect("write partition file");
+        }
     }
 
     pub fn names(&self) -> Vec<&str> {

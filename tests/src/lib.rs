@@ -28,6 +28,7 @@ mod process;
 mod raw;
 mod records;
 mod services;
+mod stamps;
 
 pub use cluster::{
     CONVERGE, Cluster, DETECT_DEAD, HostSpec, PROPAGATE, TestCa, add_service, all_live, board_host,
@@ -39,6 +40,7 @@ pub use process::{RunOutput, ScChild, run, spawn};
 pub use raw::{RawClient, RawReply};
 pub use records::{Interval, read_intervals, record_script};
 pub use services::{free_port, http_server_script};
+pub use stamps::{Hold, max_concurrent, read_holds, tokens_of};
 
 use serde_json::Value;
 use std::io::Write;

@@ -224,6 +224,7 @@ pub fn read_board(
         cluster_id: cluster_id.to_string(),
         hosts: out,
         undecodable_values: undecodable.count(),
+        resources: Vec::new(),
     }
 }
 

@@ -33,6 +33,7 @@ fn state(mem_available: u64, jobs: Vec<u64>) -> LocalState {
                 waiting: None,
                 queued_at: 1,
                 started_at: Some(2),
+                needs: Vec::new(),
             })
             .collect(),
         services: vec![BoardService {

@@ -26,6 +26,10 @@ pub struct ClusterView {
     pub board: Arc<Mutex<BoardView>>,
     pub stats: Arc<TransportStats>,
     pub id_stats: Arc<super::filter::ClusterIdStats>,
+    /// Chitchat generation of this incarnation (its start time in ms).
+    pub generation: u64,
+    /// Cluster resources as this host's lock engine sees them.
+    resources: Option<Arc<Mutex<Vec<sc_protocol::board::BoardResource>>>>,
 }
 
 impl ClusterView {
@@ -37,7 +41,15 @@ impl ClusterView {
     }
 
     pub fn board(&self) -> BoardView {
-        self.board.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut b = self.board.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(r) = &self.resources {
+            b.resources = r.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        }
+        b
+    }
+
+    pub fn set_resources(&mut self, r: Arc<Mutex<Vec<sc_protocol::board::BoardResource>>>) {
+        self.resources = Some(r);
     }
 }
 
@@ -62,6 +74,9 @@ pub async fn start(cfg: &ClusterConfig) -> Result<ClusterNode> {
     let node_name = tls.node_name().to_string();
     let quic = QuicTransport::new(tls, cfg.max_frame as usize);
     let stats = quic.stats();
+    if let Some(path) = cfg.test_partition_file.clone() {
+        watch_partition_file(path, quic.blocker());
+    }
     let transport = super::filter::ClusterIdFilter::new(quic, cfg.cluster_id.clone());
     let id_stats = transport.stats();
     let generation = SystemTime::now()
@@ -96,11 +111,28 @@ pub async fn start(cfg: &ClusterConfig) -> Result<ClusterNode> {
             cluster_id: cfg.cluster_id.clone(),
             hosts: Vec::new(),
             undecodable_values: 0,
+            resources: Vec::new(),
         })),
         stats,
         id_stats,
+        generation,
+        resources: None,
     };
     Ok(ClusterNode { view, handle })
+}
+
+/// TEST-ONLY (`[cluster] test_partition_file`): follow the file's list of
+/// gossip addresses to cut off; a missing or empty file heals.
+fn watch_partition_file(path: std::path::PathBuf, blocker: super::transport::Blocker) {
+    tokio::spawn(async move {
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let peers: Vec<std::net::SocketAddr> =
+                text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            blocker.set(peers);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
 }
 
 /// Every tick: write this host's changed keys, then read the board back.

@@ -203,6 +203,21 @@ fn bump(counter: &AtomicU64) {
 /// ignored, incoming messages from them discarded.
 type BlockList = Arc<Mutex<HashSet<SocketAddr>>>;
 
+/// TEST-ONLY: see [`QuicTransport::blocker`].
+#[derive(Clone)]
+pub struct Blocker(BlockList);
+
+impl Blocker {
+    pub fn set(&self, peers: impl IntoIterator<Item = SocketAddr>) {
+        let mut blocked = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let new: HashSet<SocketAddr> = peers.into_iter().map(canonical).collect();
+        if *blocked != new {
+            tracing::warn!(peers = ?new, "test partition: dropping gossip with these peers");
+            *blocked = new;
+        }
+    }
+}
+
 /// What the socket's tasks share.
 struct Shared {
     limits: TransportLimits,
@@ -250,7 +265,13 @@ impl QuicTransport {
         self.shared.stats.clone()
     }
 
-    /// TEST-ONLY (chaos suite; not wired to any flag yet): replaces the set
+    /// A handle on the block list that outlives handing the transport to
+    /// chitchat (`[cluster] test_partition_file`).
+    pub fn blocker(&self) -> Blocker {
+        Blocker(self.shared.blocked.clone())
+    }
+
+    /// TEST-ONLY (chaos suite, `[cluster] test_partition_file`): replaces the set
     /// of gossip addresses whose traffic is dropped in both directions. An
     /// empty set unblocks all.
     #[cfg_attr(not(test), allow(dead_code))]

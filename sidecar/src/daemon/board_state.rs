@@ -6,7 +6,7 @@ use crate::cluster::board::LocalState;
 use sc_protocol::board::{BoardJob, BoardService, Headroom, NodeInfo};
 
 /// Cut a command line to something a table can show.
-fn summary(argv: &[String], name: Option<&str>) -> String {
+pub fn summary(argv: &[String], name: Option<&str>) -> String {
     if let Some(n) = name {
         return n.to_string();
     }
@@ -55,6 +55,7 @@ pub fn local_state(d: &Daemon, node_name: &str, labels: &[(String, String)]) -> 
                 waiting: j.last_wait.as_ref().map(|(r, _)| r.to_string()),
                 queued_at: j.queued_wall,
                 started_at: j.started_wall,
+                needs: j.exec.needs.clone(),
             })
             .collect(),
         services: d

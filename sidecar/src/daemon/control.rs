@@ -35,6 +35,12 @@ pub fn ps(shared: &Shared) -> Response {
                 .as_ref()
                 .and_then(|c| c.usage().ok())
                 .and_then(|u| u.mem_current),
+            needs: j.exec.needs.clone(),
+            fence_tokens: j
+                .claim
+                .as_ref()
+                .and_then(|c| c.tokens.clone())
+                .unwrap_or_default(),
         })
         .collect();
     Response::Jobs {
@@ -101,6 +107,7 @@ pub fn status(shared: &Shared) -> Response {
                 live_hosts: live,
                 dead_hosts: dead,
                 counters,
+                resources: d.locks.as_ref().map(|l| l.status()).unwrap_or_default(),
             }
         }),
     };

@@ -308,6 +308,10 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
     if let Some(name) = &job.exec.name {
         env.push(("SC_JOB_NAME".to_string(), name.clone()));
     }
+    let lease_until_ms = job.claim.as_ref().and_then(|c| {
+        env.extend(fence_env(c.tokens.as_deref()?));
+        c.lease_until
+    });
     let cgroup_path = job
         .cgroup
         .as_ref()
@@ -318,6 +322,7 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
         env,
         cgroup: cgroup_path,
         enforced: backend.enforced,
+        lease_until_ms,
     };
     let placed = Placed {
         id,
@@ -325,6 +330,28 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
         timeout: job.exec.timeout_ms.map(Duration::from_millis),
     };
     Ok((granted, placed))
+}
+
+/// `SC_RESOURCE` and `SC_FENCE_TOKEN` (comma-separated, in the same order,
+/// for jobs needing several resources) and `SC_FENCE_TOKEN_<NAME>` each.
+fn fence_env(tokens: &[(String, u64)]) -> Vec<(String, String)> {
+    let join = |f: &dyn Fn(&(String, u64)) -> String| -> String {
+        tokens.iter().map(f).collect::<Vec<_>>().join(",")
+    };
+    let mut env = vec![
+        (
+            sc_protocol::ENV_RESOURCE.to_string(),
+            join(&|(r, _)| r.clone()),
+        ),
+        (
+            sc_protocol::ENV_FENCE_TOKEN.to_string(),
+            join(&|(_, t)| t.to_string()),
+        ),
+    ];
+    for (r, t) in tokens {
+        env.push((sc_protocol::fence_token_var(r), t.to_string()));
+    }
+    env
 }
 
 /// After a placement, without the lock: write the record (with the pid; a
@@ -375,6 +402,7 @@ pub async fn stop(shared: &Shared, id: JobId, reason: StopReason) {
         }
         let (msg, timed_out) = match &reason {
             StopReason::Cancelled { by } => (format!("cancelled by uid {by}"), false),
+            StopReason::Cluster(why) => (why.clone(), false),
             StopReason::TimedOut { after } => (
                 format!(
                     "timed out after {}",

@@ -7,6 +7,7 @@
 //! does with `KillMode=process`).
 
 mod board_state;
+pub(crate) mod cluster_locks;
 mod control;
 mod lifecycle;
 pub mod logs;

@@ -86,6 +86,42 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
     let decision = decide(&d.snapshot());
     let mut placed = Vec::new();
     for id in &decision.start {
+        // A job that needs cluster resources asks for them only now that
+        // it has local headroom; it keeps that headroom while it waits.
+        if let Some(job) = d.jobs.get(id)
+            && !job.exec.needs.is_empty()
+        {
+            if job.claim.is_some() {
+                continue;
+            }
+            let (needs, prio) = (job.exec.needs.clone(), job.exec.priority);
+            let asked = match d.locks.as_mut() {
+                Some(locks) => locks.request(*id, &needs, prio),
+                None => Err(format!(
+                    "--needs {}: this host has no cluster resources ([resources] and [cluster] in its config)",
+                    needs
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )),
+            };
+            match asked {
+                Ok(claim) => {
+                    if let Some(job) = d.jobs.get_mut(id) {
+                        job.claim = Some(claim);
+                    }
+                }
+                Err(msg) => {
+                    tracing::info!(job = id, "refusing job: {msg}");
+                    if let Some(job) = d.take(*id) {
+                        job.send(Response::error(ErrorKind::Impossible, msg.clone()));
+                        failed.push((job, msg));
+                    }
+                }
+            }
+            continue;
+        }
         match place(&mut d, *id) {
             Ok((granted, after)) => {
                 if let Some(job) = d.jobs.get(id) {

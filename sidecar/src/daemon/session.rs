@@ -307,6 +307,10 @@ fn ending_of(job: &Job, exit: ChildExit, usage: &sc_protocol::JobUsage) -> Endin
             ending.outcome = "timed-out";
             ending.reason = Some(format!("timed out after {after:?}"));
         }
+        Some(StopReason::Cluster(why)) => {
+            ending.outcome = "stopped";
+            ending.reason = Some(why.clone());
+        }
         None => {}
     }
     if usage.oom_kills > 0 {
@@ -376,6 +380,7 @@ pub fn new_job(
         last_wait: None,
         detached_until: None,
         stopping: None,
+        claim: None,
     }
 }
 

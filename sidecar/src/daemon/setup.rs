@@ -149,6 +149,43 @@ fn capacity(cfg: &Resolved) -> Result<Capacity> {
     })
 }
 
+/// The cluster-resource engine for this incarnation of the host.
+fn cluster_locks(
+    cc: &crate::config::ClusterConfig,
+    resources: &[crate::config::ResourceConfig],
+    node: &crate::cluster::node::ClusterNode,
+    state_dir: &Path,
+) -> (
+    super::cluster_locks::Locks,
+    tokio::sync::mpsc::UnboundedReceiver<sc_protocol::JobId>,
+) {
+    use crate::dlock::{Engine, Mode, Params, ResourceSpec, Setup};
+    let votes_path = state_dir.join("dl-votes.json");
+    let setup = Setup {
+        me: sc_protocol::dl::NodeGen::new(node.view.node_name.clone(), node.view.generation),
+        resources: resources
+            .iter()
+            .map(|r| ResourceSpec {
+                name: r.name.clone(),
+                capacity: r.capacity,
+                mode: match r.mode {
+                    crate::config::ResourceMode::Quorum => Mode::Quorum,
+                    crate::config::ResourceMode::Available => Mode::Available,
+                },
+                prefetch: r.prefetch.unwrap_or(r.capacity),
+            })
+            .collect(),
+        members: cc.members.clone(),
+        params: Params {
+            lease_ms: cc.lease.as_millis() as u64,
+            available_down_ms: cc.available_down.as_millis() as u64,
+            ..Params::default()
+        },
+        votes: super::cluster_locks::load_votes(&votes_path),
+    };
+    super::cluster_locks::Locks::new(Engine::new(setup), votes_path)
+}
+
 /// Rebuild the job table from the records of a previous instance. Jobs come
 /// back detached: they count against headroom until their `sc exec`
 /// re-attaches or the grace period runs out.
@@ -193,7 +230,29 @@ fn adopt(daemon: &mut Daemon) {
             last_wait: None,
             detached_until: Some(now + daemon.reattach_grace),
             stopping: None,
+            claim: None,
         };
+        // A job that held cluster resources lost them with the old
+        // generation: others count its slot free once this generation
+        // publishes, so it must be dead before that.
+        let mut job = job;
+        if !job.exec.needs.is_empty() && (pid.is_some() || job.cgroup.is_some()) {
+            tracing::warn!(
+                job = job.id,
+                "stopping a job that held cluster resources under the previous daemon"
+            );
+            if let Some(cg) = &job.cgroup {
+                let _ = cg.kill_all();
+            } else if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            job.stopping = Some(super::state::StopReason::Cluster(
+                "the sc daemon restarted while the job held cluster resources; it was stopped so its claim could be released safely".into(),
+            ));
+        }
         tracing::info!(job = job.id, pid = ?pid, "adopted job from the previous daemon; waiting for its sc exec");
         daemon.next_seq = daemon.next_seq.max(job.seq);
         daemon.next_id = daemon.next_id.max(job.id + 1);
@@ -340,6 +399,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         kill_grace: cfg.kill_grace,
         services: Default::default(),
         cluster: None,
+        locks: None,
     };
     adopt(&mut daemon);
     let services = cfg.services.clone();
@@ -353,7 +413,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     );
     let cluster = match &cfg.cluster {
         Some(cc) => {
-            let node = crate::cluster::node::start(cc).await?;
+            let mut node = crate::cluster::node::start(cc).await?;
             tracing::info!(
                 node = node.view.node_name,
                 listen = %cc.listen,
@@ -362,13 +422,26 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
                 "joined the cluster gossip"
             );
             daemon.cluster = Some(node.view.clone());
-            Some(node)
+            let releases = if cfg.resources.is_empty() {
+                None
+            } else {
+                let (locks, rx) = cluster_locks(cc, &cfg.resources, &node, &state_dir);
+                node.view.set_resources(locks.board.clone());
+                daemon.cluster = Some(node.view.clone());
+                daemon.locks = Some(locks);
+                Some(rx)
+            };
+            Some((node, releases))
         }
         None => None,
     };
     let shared = Shared::new(daemon);
     start_services(&shared, services);
-    if let Some(node) = cluster {
+    if let Some((node, releases)) = cluster {
+        let node = std::sync::Arc::new(node);
+        if let Some(rx) = releases {
+            tokio::spawn(super::cluster_locks::run(shared.clone(), node.clone(), rx));
+        }
         let shared = shared.clone();
         let labels = cfg.labels.clone();
         let mem_total = shared.daemon().capacity.mem_total;

@@ -30,8 +30,15 @@ pub struct ClientLink {
 /// Why a running job is being stopped by the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
-    Cancelled { by: u32 },
-    TimedOut { after: Duration },
+    Cancelled {
+        by: u32,
+    },
+    TimedOut {
+        after: Duration,
+    },
+    /// The cluster-resource engine stopped it (lost lease, preempted,
+    /// host voted DOWN): the reason as users read it.
+    Cluster(String),
 }
 
 #[derive(Debug)]
@@ -56,12 +63,16 @@ pub struct Job {
     /// For detached jobs: when they count as abandoned.
     pub detached_until: Option<Instant>,
     pub stopping: Option<StopReason>,
+    /// Its cluster claim once it asked for `--needs` (released on drop).
+    pub claim: Option<super::cluster_locks::JobClaim>,
 }
 
 impl Job {
     pub fn holds_resources(&self) -> bool {
         match self.state {
-            JobState::Queued => false,
+            // Asking for cluster resources: it keeps its local headroom
+            // so it can start the moment they are granted.
+            JobState::Queued => self.claim.is_some(),
             JobState::Detached => self.pid.is_some() || self.cgroup.is_some(),
             JobState::Starting | JobState::Running | JobState::Paused => true,
         }
@@ -167,6 +178,8 @@ pub struct Daemon {
     pub services: super::services::ServiceTable,
     /// Set when `[cluster]` is configured.
     pub cluster: Option<crate::cluster::node::ClusterView>,
+    /// Set when `[resources]` is configured (with `[cluster]`).
+    pub locks: Option<super::cluster_locks::Locks>,
 }
 
 pub fn wall_ms() -> u64 {

@@ -263,6 +263,7 @@ mod tests {
             pid: 1,
             wait_for: vec![],
             wait_timeout_ms: None,
+            needs: Vec::new(),
         }
     }
 

@@ -1,0 +1,1 @@
+//! The CI batch (placeholder, sized after measuring).

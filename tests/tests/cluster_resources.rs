@@ -1,0 +1,208 @@
+//! Cluster resources end to end (`sc exec --needs`): three real daemons on
+//! 127.0.0.1-3 decide peer to peer who runs next. Every job is the compiled
+//! `sc-stamp`, which records start/tick/end with CLOCK_MONOTONIC and the
+//! fencing tokens sc gave it; the tests judge from those records only.
+
+use sc_tests::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const STAMP: &str = env!("CARGO_BIN_EXE_sc-stamp");
+
+/// Quorum mode over the three hosts, lease 3 s (T_down 5 s).
+const QUORUM: &str = r#"members = ["host-a", "host-b", "host-c"]
+lease = "3s"
+
+[resources]
+e2e = { capacity = 1, mode = "quorum" }
+gpu = { capacity = 2, mode = "quorum" }
+"#;
+
+fn stamp_job(d: &TestDaemon, needs: &str, log: &Path, label: &str, ms: u64) -> ScChild {
+    d.spawn(&[
+        "exec",
+        "--json",
+        "--needs",
+        needs,
+        "--",
+        STAMP,
+        &log.display().to_string(),
+        label,
+        &ms.to_string(),
+    ])
+}
+
+#[test]
+fn thirty_jobs_from_three_hosts_never_exceed_capacity() {
+    let c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut jobs = Vec::new();
+    for i in 0..30 {
+        let needs = ["e2e", "gpu", "e2e,gpu"][i % 3];
+        jobs.push(stamp_job(c.d(i % 3), needs, &log, &format!("job{i}"), 40));
+    }
+    for j in jobs {
+        let out = j.wait(Duration::from_secs(180));
+        assert_eq!(out.code(), Some(0), "{}", out.stderr_str());
+    }
+    let holds = read_holds(&log);
+    assert_eq!(holds.len(), 30, "every job ran: {holds:?}");
+    assert!(holds.iter().all(|h| h.ended), "every job ended normally");
+    assert_eq!(max_concurrent(&holds, "e2e"), 1, "capacity 1");
+    let gpu = max_concurrent(&holds, "gpu");
+    assert!(gpu <= 2, "capacity 2, saw {gpu} at once");
+    let toks = tokens_of(&holds, "e2e");
+    assert_eq!(toks.len(), 20);
+    assert!(
+        toks.windows(2).all(|w| w[0] < w[1]),
+        "e2e fencing tokens increase with each grant: {toks:?}"
+    );
+}
+
+#[test]
+fn waiting_job_names_the_holder_and_board_shows_the_queue() {
+    let c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(c.d(1), "e2e", &log, "holder", 4000);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut waiter = stamp_job(c.d(0), "e2e", &log, "waiter", 10);
+    waiter.wait_event("waiting", Duration::from_secs(20));
+    wait_until(PROPAGATE, "a waiting event naming the holder", || {
+        waiter.events_so_far().iter().any(|e| {
+            e["event"] == "waiting"
+                && e["reason"].as_str().is_some_and(|r| {
+                    r.contains("e2e held by host-b job 1 (") && r.contains("sc-stamp")
+                })
+        })
+    });
+    let ps = c.d(0).ps();
+    assert!(
+        ps.iter()
+            .any(|j| j["waiting"].to_string().contains("host-b")),
+        "sc ps carries the same: {ps:?}"
+    );
+    wait_until(PROPAGATE, "e2e holder and queue on sc board", || {
+        let b = c.d(2).board();
+        let r = b["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == "e2e").cloned());
+        r.is_some_and(|r| r["holders"][0]["host"] == "host-b" && r["queue"][0]["host"] == "host-a")
+    });
+    let text = c.d(2).sc(&["board"]);
+    assert!(text.stdout_str().contains("e2e"), "{}", text.stdout_str());
+    assert_eq!(holder.wait(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(waiter.wait(Duration::from_secs(30)).code(), Some(0));
+}
+
+#[test]
+fn unknown_resource_and_too_many_units_are_refused_at_once() {
+    let c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let out = c.d(0).sc(&["exec", "--needs", "nope", "--", "true"]);
+    assert_eq!(out.code(), Some(125));
+    assert!(out.stderr_str().contains("nope"), "{}", out.stderr_str());
+    let out = c.d(0).sc(&["exec", "--needs", "gpu:3", "--", "true"]);
+    assert_eq!(out.code(), Some(125));
+    assert!(
+        out.stderr_str().contains("capacity 2"),
+        "{}",
+        out.stderr_str()
+    );
+}
+
+/// Kill -9 the holder's daemon: its `sc exec` stops the job when the lease
+/// runs out, and only after that does another host's job start.
+#[test]
+fn holder_daemon_killed_job_stopped_then_another_host_runs() {
+    let mut c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(c.d(0), "e2e", &log, "holder", 60_000);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut next = stamp_job(c.d(1), "e2e", &log, "next", 10);
+    next.wait_event("waiting", Duration::from_secs(20));
+    let killed = Instant::now();
+    c.daemons[0].kill9();
+    let out = holder.wait(Duration::from_secs(20));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr_str());
+    assert!(
+        out.stderr_str().contains("lost the lease"),
+        "{}",
+        out.stderr_str()
+    );
+    let out = next.wait(Duration::from_secs(30));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_str());
+    let regrant = killed.elapsed();
+    let holds = read_holds(&log);
+    let (h, n) = (&holds[0], &holds[1]);
+    assert_eq!((h.label.as_str(), n.label.as_str()), ("holder", "next"));
+    assert!(!h.ended, "the holder was stopped, not finished");
+    assert!(
+        h.last_ns < n.start_ns,
+        "the stopped holder's last tick comes before the next start"
+    );
+    assert_eq!(max_concurrent(&holds, "e2e"), 1);
+    report(format!(
+        "quorum re-grant after kill -9 of the holder's daemon: {regrant:?}"
+    ));
+    assert!(regrant < Duration::from_secs(15), "{regrant:?}");
+}
+
+/// SIGSTOP the holder's daemon for longer than the lease: the job is
+/// stopped before anyone else is granted.
+#[test]
+fn holder_daemon_stopped_longer_than_the_lease() {
+    let c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(c.d(0), "e2e", &log, "holder", 60_000);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut next = stamp_job(c.d(2), "e2e", &log, "next", 10);
+    next.wait_event("waiting", Duration::from_secs(20));
+    let pid = nix::unistd::Pid::from_raw(c.d(0).pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let out = holder.wait(Duration::from_secs(20));
+    let out_next = next.wait(Duration::from_secs(30));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert_eq!(out.code(), Some(125), "{}", out.stderr_str());
+    assert!(
+        out.stderr_str().contains("lost the lease"),
+        "{}",
+        out.stderr_str()
+    );
+    assert_eq!(out_next.code(), Some(0), "{}", out_next.stderr_str());
+    let holds = read_holds(&log);
+    assert_eq!(holds.len(), 2);
+    assert!(holds[0].last_ns < holds[1].start_ns, "{holds:?}");
+}
+
+/// A host cut off from the other two (a minority) starts nothing, while
+/// the majority goes on.
+#[test]
+fn cut_off_minority_host_starts_nothing() {
+    let c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    // host-c drops everything from and to host-a and host-b.
+    c.partition(2, &[0, 1]);
+    std::thread::sleep(Duration::from_secs(1));
+    let mut minority = stamp_job(c.d(2), "e2e", &log, "minority", 10);
+    let majority = stamp_job(c.d(0), "e2e", &log, "majority", 10);
+    assert_eq!(majority.wait(Duration::from_secs(30)).code(), Some(0));
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        !minority.has_exited(),
+        "the minority host must not start its job"
+    );
+    let holds = read_holds(&log);
+    assert!(holds.iter().all(|h| h.label != "minority"), "{holds:?}");
+    let waiting: Vec<_> = minority
+        .events_so_far()
+        .into_iter()
+        .filter(|e| e["event"] == "waiting")
+        .collect();
+    assert!(!waiting.is_empty());
+    minority.signal(9);
+}
