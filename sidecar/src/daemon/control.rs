@@ -99,6 +99,17 @@ pub fn status(shared: &Shared) -> Response {
             let dead = board.hosts.iter().filter(|h| !h.live).count() as u32;
             let mut counters = c.counters();
             counters.push(("undecodable_board_values".into(), board.undecodable_values));
+            if let Some(l) = &d.locks {
+                let s = &l.engine.stats;
+                counters.extend([
+                    ("dlock_grants".to_string(), s.grants),
+                    ("dlock_preemptions".to_string(), s.preemptions),
+                    ("dlock_lost_leases".to_string(), s.lost_leases),
+                    ("dlock_stale_values".to_string(), s.stale_values),
+                    ("dlock_undecodable_values".to_string(), s.undecodable_values),
+                    ("dlock_publishes".to_string(), s.publishes),
+                ]);
+            }
             sc_protocol::ClusterStatus {
                 node_name: c.node_name.clone(),
                 cluster_id: c.cluster_id.clone(),

@@ -1,0 +1,188 @@
+//! Cluster resources in `available` mode, configuration conflicts, and
+//! units released whatever way a job ends. Three real daemons on
+//! 127.0.0.1-3; judged from the `sc-stamp` jobs' own records.
+
+use sc_tests::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const STAMP: &str = env!("CARGO_BIN_EXE_sc-stamp");
+
+const AVAILABLE: &str = r#"available_down = "1s"
+
+[resources]
+gpu = 1
+"#;
+
+fn stamp_job(d: &TestDaemon, needs: &str, log: &Path, label: &str, ms: u64) -> ScChild {
+    d.spawn(&[
+        "exec",
+        "--json",
+        "--needs",
+        needs,
+        "--",
+        STAMP,
+        &log.display().to_string(),
+        label,
+        &ms.to_string(),
+    ])
+}
+
+/// Kill -9 the holder's daemon: the holder's `sc exec` stops its job when
+/// its lease (the available-mode down time) runs out, and the host's claim
+/// drops after the failure detector plus that margin.
+#[test]
+fn available_holder_daemon_killed_regranted_within_seconds() {
+    let mut c = Cluster::start_with(3, &[], AVAILABLE);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(c.d(0), "gpu", &log, "holder", 60_000);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut next = stamp_job(c.d(1), "gpu", &log, "next", 10);
+    next.wait_event("waiting", Duration::from_secs(20));
+    let killed = Instant::now();
+    c.daemons[0].kill9();
+    let out = next.wait(Duration::from_secs(30));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_str());
+    let regrant = killed.elapsed();
+    let out = holder.wait(Duration::from_secs(20));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr_str());
+    assert!(
+        out.stderr_str().contains("lost the lease"),
+        "{}",
+        out.stderr_str()
+    );
+    let holds = read_holds(&log);
+    assert_eq!(max_concurrent(&holds, "gpu"), 1, "{holds:?}");
+    report(format!(
+        "available re-grant after kill -9 of the holder's daemon: {regrant:?}"
+    ));
+    assert!(regrant < Duration::from_secs(10), "{regrant:?}");
+}
+
+/// A partition: each side grants up to capacity; on heal, the holder with
+/// the later claim is preempted, and the conflict is counted and shown.
+#[test]
+fn available_partition_grants_both_sides_then_heal_preempts_the_later() {
+    let c = Cluster::start_with(3, &[], AVAILABLE);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    c.partition(2, &[0, 1]);
+    // Each side sees the other dead, then down after available_down.
+    wait_until(
+        Duration::from_secs(20),
+        "host-c dead on host-a's board",
+        || board_host(&c.d(0).board(), "host-c").is_some_and(|h| h["live"] == false),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "host-a dead on host-c's board",
+        || board_host(&c.d(2).board(), "host-a").is_some_and(|h| h["live"] == false),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut first = stamp_job(c.d(0), "gpu", &log, "majority", 60_000);
+    first.wait_event("started", Duration::from_secs(20));
+    let mut second = stamp_job(c.d(2), "gpu", &log, "minority", 60_000);
+    second.wait_event("started", Duration::from_secs(20));
+    c.partition(2, &[]);
+    let out = second.wait(Duration::from_secs(40));
+    let stderr = out.stderr_str();
+    assert!(
+        stderr.contains("preempted"),
+        "the later claim is preempted: {stderr}"
+    );
+    assert!(!first.has_exited(), "the earlier claim keeps running");
+    let status = c.d(2).status();
+    let preempted = counter(&status["cluster"], "dlock_preemptions");
+    assert!(preempted >= 1, "the conflict is counted: {status}");
+    first.signal(9);
+}
+
+/// Hosts that disagree on a resource refuse it, naming the problem, and
+/// `sc status` shows the conflict.
+#[test]
+fn conflicting_resource_config_is_refused_and_shown() {
+    let c = Cluster::start_with(2, &[], AVAILABLE);
+    let other = HostSpec {
+        cluster_extra: "available_down = \"1s\"\n\n[resources]\ngpu = 2\n".into(),
+        ..HostSpec::new(&c.ca, "host-z", "127.0.0.9")
+    };
+    let seeds: Vec<_> = c.specs.iter().map(|s| s.listen).collect();
+    let z = other.start(&seeds);
+    wait_until(CONVERGE, "host-z live on host-a's board", || {
+        board_host(&c.d(0).board(), "host-z").is_some_and(|h| h["live"] == true)
+    });
+    wait_until(PROPAGATE, "the conflict shown by sc status", || {
+        c.d(0).status()["cluster"]["resources"]
+            .as_array()
+            .is_some_and(|rs| {
+                rs.iter()
+                    .any(|r| r["name"] == "gpu" && r["conflict"].is_string())
+            })
+    });
+    let out = c.d(0).sc(&["exec", "--needs", "gpu", "--", "true"]);
+    assert_eq!(out.code(), Some(125));
+    assert!(
+        out.stderr_str().contains("host-z has gpu = 2/available"),
+        "{}",
+        out.stderr_str()
+    );
+    wait_until(PROPAGATE, "the conflict in host-z's sc status text", || {
+        z.sc(&["status"]).stdout_str().contains("CONFLICT")
+    });
+}
+
+/// `sc exec` killed with SIGKILL: the daemon kills its job and releases the
+/// units at once; the next job (another host) starts well before any lease
+/// or failure detector could have run out.
+#[test]
+fn units_released_when_sc_exec_is_killed() {
+    let c = Cluster::start_with(3, &[], AVAILABLE);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(c.d(0), "gpu", &log, "holder", 60_000);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut next = stamp_job(c.d(1), "gpu", &log, "next", 10);
+    next.wait_event("waiting", Duration::from_secs(20));
+    holder.signal(9);
+    let out = next.wait(Duration::from_secs(20));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_str());
+    let holds = read_holds(&log);
+    assert_eq!(holds.len(), 2);
+    let gap_ms = holds[1].start_ns.saturating_sub(holds[0].last_ns) / 1_000_000;
+    assert!(holds[0].last_ns < holds[1].start_ns);
+    report(format!("hand-over after sc exec SIGKILL: {gap_ms} ms"));
+}
+
+/// `--needs` combines with `--mem`: a job claims only once it has local
+/// headroom, so it never holds a resource it cannot use.
+#[test]
+fn needs_waits_for_local_headroom_before_claiming() {
+    let c = Cluster::start_with(3, &[], AVAILABLE);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let (blocker, release) = c.d(0).hold_memory("3G");
+    let mut big = c.d(0).spawn(&[
+        "exec",
+        "--json",
+        "--mem",
+        "2G",
+        "--needs",
+        "gpu",
+        "--",
+        STAMP,
+        &log.display().to_string(),
+        "big",
+        "10",
+    ]);
+    let w = big.wait_event("waiting", Duration::from_secs(20));
+    assert!(w["reason"].as_str().unwrap_or("").contains("memory"), "{w}");
+    // Meanwhile another host takes the resource freely: host-a holds no claim.
+    let other = stamp_job(c.d(1), "gpu", &log, "other", 10);
+    assert_eq!(other.wait(Duration::from_secs(20)).code(), Some(0));
+    std::fs::write(&release, "").expect("release the blocker");
+    assert_eq!(blocker.wait(Duration::from_secs(20)).code(), Some(0));
+    assert_eq!(big.wait(Duration::from_secs(20)).code(), Some(0));
+    let holds = read_holds(&log);
+    assert_eq!(holds.len(), 2, "{holds:?}");
+}
