@@ -69,14 +69,23 @@ fn waiting_job_names_the_holder_and_board_shows_the_queue() {
     holder.wait_event("started", Duration::from_secs(20));
     let mut waiter = stamp_job(c.d(0), "e2e", &log, "waiter", 10);
     waiter.wait_event("waiting", Duration::from_secs(20));
-    wait_until(PROPAGATE, "a waiting event naming the holder", || {
-        waiter.events_so_far().iter().any(|e| {
+    let names_holder = |w: &ScChild| {
+        w.events_so_far().iter().any(|e| {
             e["event"] == "waiting"
                 && e["reason"].as_str().is_some_and(|r| {
                     r.contains("e2e held by host-b job 1 (") && r.contains("sc-stamp")
                 })
         })
-    });
+    };
+    let start = Instant::now();
+    while !names_holder(&waiter) && start.elapsed() < PROPAGATE {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        names_holder(&waiter),
+        "a waiting event naming the holder: {:?}",
+        waiter.events_so_far()
+    );
     let ps = c.d(0).ps();
     assert!(
         ps.iter()

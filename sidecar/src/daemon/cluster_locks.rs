@@ -366,15 +366,22 @@ fn tell_waits(d: &mut Daemon, me: &str, waits: Vec<crate::dlock::Wait>) {
         let Some(job) = d.jobs.get(&w.job) else {
             continue;
         };
+        // Same holders and place: nothing new to say — unless a holder's
+        // command was not on the board yet when we last said it.
         let same = matches!(&job.last_wait, Some((WaitReason::Resource { name, holders, ahead, detail }, _))
             if *name == w.res && *ahead == w.ahead && *detail == w.detail
+                && holders.iter().all(|h| h.summary.is_some())
                 && holders.iter().map(|h| (h.host.as_str(), h.job)).eq(w.holders.iter().map(|(h, j)| (h.as_str(), *j))));
         if same {
             continue;
         }
+        let previous = match &job.last_wait {
+            Some((WaitReason::Resource { holders, .. }, _)) => Some(holders.clone()),
+            _ => None,
+        };
         let board = board.get_or_insert_with(|| d.cluster.as_ref().map(|c| c.board()));
         let now_wall = super::state::wall_ms();
-        let holders = w
+        let holders: Vec<ResourceHolder> = w
             .holders
             .iter()
             .map(|(host, id)| {
@@ -407,6 +414,15 @@ fn tell_waits(d: &mut Daemon, me: &str, waits: Vec<crate::dlock::Wait>) {
                 }
             })
             .collect();
+        let unchanged = previous.is_some_and(|p: Vec<ResourceHolder>| {
+            p.iter()
+                .map(|h| (&h.host, h.job, &h.summary))
+                .eq(holders.iter().map(|h: &ResourceHolder| (&h.host, h.job, &h.summary)))
+        }) && matches!(&job.last_wait, Some((WaitReason::Resource { name, ahead, detail, .. }, _))
+            if *name == w.res && *ahead == w.ahead && *detail == w.detail);
+        if unchanged {
+            continue;
+        }
         let reason = WaitReason::Resource {
             name: w.res.clone(),
             holders,
