@@ -415,9 +415,9 @@ fn tell_waits(d: &mut Daemon, me: &str, waits: Vec<crate::dlock::Wait>) {
             })
             .collect();
         let unchanged = previous.is_some_and(|p: Vec<ResourceHolder>| {
-            p.iter()
-                .map(|h| (&h.host, h.job, &h.summary))
-                .eq(holders.iter().map(|h: &ResourceHolder| (&h.host, h.job, &h.summary)))
+            p.iter().map(|h| (&h.host, h.job, &h.summary)).eq(holders
+                .iter()
+                .map(|h: &ResourceHolder| (&h.host, h.job, &h.summary)))
         }) && matches!(&job.last_wait, Some((WaitReason::Resource { name, ahead, detail, .. }, _))
             if *name == w.res && *ahead == w.ahead && *detail == w.detail);
         if unchanged {

@@ -284,7 +284,16 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
             Some(cg) => Ok(cg),
             None => d.tree.create(&format!("jobs/{id}"), &job.limits),
         };
-        match group.and_then(|cg| cg.add_pid(pid).map(|()| cg)) {
+        // A job that waited for cluster resources was moved into its group
+        // when it began to wait (`pre_place`): nothing to migrate now.
+        let moved = job.claim.is_some() && job.cgroup.is_some();
+        match group.and_then(|cg| {
+            if moved {
+                Ok(cg)
+            } else {
+                cg.add_pid(pid).map(|()| cg)
+            }
+        }) {
             Ok(cg) => Some(cg),
             Err(e) => {
                 return Err(format!(
@@ -330,6 +339,38 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
         timeout: job.exec.timeout_ms.map(Duration::from_millis),
     };
     Ok((granted, placed))
+}
+
+/// A job about to wait for cluster resources: create its group and move
+/// its held process in now, so the grant only has to say go. Migrating a
+/// process can wait on the kernel for milliseconds; off the hand-over path,
+/// that costs nobody anything.
+pub fn pre_place(d: &mut Daemon, id: JobId) -> Result<(), String> {
+    if matches!(d.tree.info().kind, sc_supervisor::BackendKind::None) {
+        return Ok(());
+    }
+    let Some(job) = d.jobs.get(&id) else {
+        return Err(format!("no job {id}"));
+    };
+    let pid = job.exec.pid;
+    let peer_pid = job.client.as_ref().and_then(|c| c.peer_pid);
+    if peer_pid.is_none() || parent_pid(pid) != peer_pid {
+        return Err(format!(
+            "process {pid} is no longer a child of the calling sc exec"
+        ));
+    }
+    let cg = d
+        .tree
+        .create(&format!("jobs/{id}"), &job.limits)
+        .map_err(|e| format!("cannot create the group of job {id}: {e}"))?;
+    if let Err(e) = cg.add_pid(pid) {
+        let _ = cg.remove();
+        return Err(format!("cannot move job {id} into its group: {e}"));
+    }
+    if let Some(job) = d.jobs.get_mut(&id) {
+        job.cgroup = Some(cg);
+    }
+    Ok(())
 }
 
 /// `SC_RESOURCE` and `SC_FENCE_TOKEN` (comma-separated, in the same order,

@@ -111,6 +111,10 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
                     if let Some(job) = d.jobs.get_mut(id) {
                         job.claim = Some(claim);
                     }
+                    if let Err(msg) = super::lifecycle::pre_place(&mut d, *id) {
+                        // The grant will try again (and fail the job then).
+                        tracing::warn!(job = id, "{msg}");
+                    }
                 }
                 Err(msg) => {
                     tracing::info!(job = id, "refusing job: {msg}");

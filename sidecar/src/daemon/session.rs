@@ -265,6 +265,16 @@ fn finish(
     // command left behind) goes to a blocking thread, after the reply.
     let usage = account(&job);
     let ending = ending_of(&job, exit, &usage);
+    // Cluster units go back as soon as nothing of the job can run: with an
+    // empty group that is now, before the slower removal below.
+    let mut job = job;
+    let empty = match &job.cgroup {
+        Some(cg) => cg.is_populated().is_ok_and(|p| !p),
+        None => true,
+    };
+    if empty {
+        job.claim = None;
+    }
     // The answer goes out first; the history line follows on a blocking
     // thread. Only a daemon crash in between could leave the job recorded
     // as abandoned instead of with its exit; its `sc exec` has the exit

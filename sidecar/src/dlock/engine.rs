@@ -40,6 +40,10 @@ pub struct Engine {
     self_down: bool,
     /// Since when partial DOWN votes have kept us from any lease.
     vote_blocked_since: Option<u64>,
+    /// DOWN votes per incarnation (members' newest values and ours),
+    /// rebuilt when either changes: `is_down` runs for every peer in
+    /// every view, and recounting there is O(members × votes) each time.
+    down_tally: BTreeMap<NodeGen, usize>,
     pub stats: Stats,
 }
 
@@ -79,7 +83,7 @@ impl Engine {
         members.sort();
         members.dedup();
         let member = members.contains(&setup.me.name);
-        Engine {
+        let mut e = Engine {
             mh: members_hash(&members),
             quorum: members.len() / 2 + 1,
             member,
@@ -101,8 +105,11 @@ impl Engine {
             stopping: BTreeSet::new(),
             self_down: false,
             vote_blocked_since: None,
+            down_tally: BTreeMap::new(),
             stats: Stats::default(),
-        }
+        };
+        e.tally_votes();
+        e
     }
 
     pub fn me(&self) -> &NodeGen {
@@ -119,6 +126,7 @@ impl Engine {
         // acknowledgement, and the claimer is poked to pick it up at once.
         self.clk = self.clk.max(max_ts);
         self.pokes.extend(ackers);
+        self.tally_votes();
     }
 
     /// R1: a job asks for units of resources. Refused at once when it can
@@ -184,20 +192,20 @@ impl Engine {
                 let t = self.toks.entry(c.res.clone()).or_insert(0);
                 *t = (*t).max(c.tok);
             }
-            let Some(spec) = self.specs.get(&c.res) else {
-                continue;
-            };
-            let mut next: Vec<SeenClaim<'_>> = self
+            // Everyone still waiting on the resource: claimers may enter,
+            // and requesters may now fit in the claim window — left to
+            // the next gossip round, they would wait a gossip interval.
+            let mut names: Vec<String> = self
                 .claims_on(&c.res, now)
                 .into_iter()
                 .filter(|o| !o.held)
-                .collect();
-            next.sort_by(rule::claim_order);
-            let names: Vec<String> = next
-                .iter()
-                .take((spec.capacity + spec.prefetch) as usize)
                 .map(|o| o.node.to_string())
                 .collect();
+            names.extend(
+                self.requests_on(&c.res, now)
+                    .into_iter()
+                    .map(|r| r.node.to_string()),
+            );
             self.pokes.extend(names);
         }
     }
@@ -247,19 +255,26 @@ impl Engine {
     }
 
     fn down_votes(&self, ng: &NodeGen) -> usize {
-        self.setup
-            .members
-            .iter()
-            .filter(|m| {
-                if **m == self.setup.me.name {
-                    self.votes.contains(ng)
-                } else {
-                    self.peers
-                        .newest_value(m)
-                        .is_some_and(|(_, v)| v.down.contains(ng))
-                }
-            })
-            .count()
+        self.down_tally.get(ng).copied().unwrap_or(0)
+    }
+
+    /// Count, once per member, its votes: ours, or its newest value's.
+    fn tally_votes(&mut self) {
+        let mut tally: BTreeMap<NodeGen, usize> = BTreeMap::new();
+        for m in &self.setup.members {
+            let votes: BTreeSet<&NodeGen> = if *m == self.setup.me.name {
+                self.votes.iter().collect()
+            } else {
+                self.peers
+                    .newest_value(m)
+                    .map(|(_, v)| v.down.iter().collect())
+                    .unwrap_or_default()
+            };
+            for ng in votes {
+                *tally.entry(ng.clone()).or_default() += 1;
+            }
+        }
+        self.down_tally = tally;
     }
 
     pub(super) fn mode_of(&self, res: &str) -> Mode {
@@ -465,6 +480,7 @@ impl Engine {
         let mut out = Output::default();
         self.started_ms.get_or_insert(now.mono_ms);
         if self.member && self.update_votes(now) {
+            self.tally_votes();
             out.votes = Some(self.votes.iter().cloned().collect());
         }
         if self.member && self.down_votes(&self.setup.me.clone()) >= self.quorum {
