@@ -6,18 +6,30 @@
 //!   grant (only a grant adds units); a job runs from its grant until it
 //!   finished, was stopped, was killed by its stopper or died with its host;
 //! - capacity, available mode: ≤ K among hosts mutually connected (same
-//!   component, both up, no heavy loss) for longer than T_heal, checked at
-//!   every grant and every 20 ms;
+//!   component, both up, no heavy loss, each known to and held live by the
+//!   other's chitchat) for longer than T_heal, checked at every grant and
+//!   every 20 ms;
+//! - no minority grants, quorum mode (§6 invariant 2, in the form the
+//!   lease rule implies under moving partitions): a grant needs, for a
+//!   quorum of members, a round trip of values through the network that
+//!   started in the last L/2 (matrix clocks, `causal.rs`);
 //! - fencing tokens per capacity-1 resource strictly increase in grant
 //!   order: globally in quorum mode, between hosts connected for T_heal in
 //!   available mode. With capacity ≥ 2 concurrent holders can draw the
-//!   same token, so regressions are only counted;
+//!   same token, so regressions are only counted. Nothing persists tokens:
+//!   a holder that dies before anyone saw its token is covered only by the
+//!   token's floor at the claim's HLC stamp, which a wall clock stepped
+//!   back (or forward, on the host that set the stamp) can undercut once
+//!   every host that saw the stamp is gone, and a whole-cluster outage
+//!   forgets everything. So the order restarts at a blackout, and after a
+//!   wall-clock step a regression is counted, not failed;
 //! - liveness: once faults stop and the load stops, every request drains
 //!   and every engine's view empties, within a bound.
 
 use super::super::{Mode, Params, ResourceSpec};
+use super::host::JobState;
 use super::net::NetParams;
-use super::world::{JobState, Life, World};
+use super::world::World;
 use std::collections::{BTreeMap, VecDeque};
 
 /// How a running job ended.
@@ -52,13 +64,20 @@ pub struct RunStats {
     pub request_errors: u64,
     /// Capacity ≥ 2: a grant whose token is not above every earlier one.
     pub token_regressions: u64,
-    /// Quorum mode: grants on a host whose component lacks a quorum of
-    /// members (allowed while its lease lasts; counted to show it).
+    /// Quorum mode: grants on a host whose side lacks a quorum of members
+    /// (allowed for L/2 while its lease lasts; counted to show it).
     pub minority_grants: u64,
     /// Times every host was down at once (the token order restarts).
     pub blackouts: u64,
+    /// Pairs connected for T_heal that one side's failure detector
+    /// nevertheless called dead (phi false positives).
+    pub detector_flaps: u64,
+    /// Capacity 1: token regressions in runs with wall-clock steps.
+    pub fencing_after_clock_step: u64,
     pub publishes: u64,
     pub messages: u64,
+    pub steps: u64,
+    pub events: u64,
     pub max_wait_ms: u64,
     pub sim_ms: u64,
     pub tail_start_ms: u64,
@@ -88,6 +107,13 @@ pub struct Checker {
     handover_from: BTreeMap<String, u64>,
     trace: VecDeque<String>,
     pub violation: Option<Violation>,
+    /// A wall clock was stepped in this run (see the module doc).
+    pub clock_stepped: bool,
+    /// SC_SIM_TRACE is set: print every traced event as it happens.
+    pub echo_trace: bool,
+    /// Quorum mode: since when each host has had fewer than a quorum of
+    /// members up on its side of the partition.
+    pub minority_since: Vec<Option<u64>>,
 }
 
 impl Checker {
@@ -106,21 +132,34 @@ impl Checker {
             handover_from: BTreeMap::new(),
             trace: VecDeque::new(),
             violation: None,
+            clock_stepped: false,
+            echo_trace: std::env::var_os("SC_SIM_TRACE").is_some(),
+            minority_since: vec![None; slots],
         }
     }
 
+    /// Update who has been connected since when. `peer(a, b)` says
+    /// whether a's chitchat knows b, and holds it live. Returns how many
+    /// long-connected pairs just broke only because the failure detector
+    /// called one of them dead (links up, no heavy loss).
     pub fn connectivity(
         &mut self,
         t: u64,
         comps: &[Option<usize>],
         disturbed: bool,
-        know: impl Fn(usize, usize) -> bool,
-    ) {
-        for (a, row) in self.since.iter_mut().enumerate() {
-            for (b, s) in row.iter_mut().enumerate() {
-                let same = comps[a].is_some()
-                    && comps[a] == comps[b]
-                    && (a == b || !disturbed && know(a, b));
+        peer: impl Fn(usize, usize) -> (bool, bool),
+    ) -> u64 {
+        let mut flaps = 0;
+        let n = self.since.len();
+        for a in 0..n {
+            for b in 0..n {
+                let linked = comps[a].is_some() && comps[a] == comps[b] && !disturbed;
+                let (ab, ba) = (peer(a, b), peer(b, a));
+                let same = comps[a].is_some() && (a == b || linked && ab.0 && ba.0 && ab.1 && ba.1);
+                if !same && a < b && linked && ab.0 && ba.0 && self.stable(a, b, t) {
+                    flaps += 1;
+                }
+                let s = &mut self.since[a][b];
                 if !same {
                     *s = u64::MAX;
                 } else if *s == u64::MAX {
@@ -128,6 +167,7 @@ impl Checker {
                 }
             }
         }
+        flaps
     }
 
     pub fn forget_tokens(&mut self) {
@@ -145,7 +185,11 @@ impl Checker {
 impl World {
     pub fn trace(&mut self, line: String) {
         let c = &mut self.check;
-        c.trace.push_back(format!("{:>7} {line}", self.now));
+        let line = format!("{:>7} {line}", self.now);
+        if c.echo_trace {
+            eprintln!("seed {} {}", self.cfg.seed, line);
+        }
+        c.trace.push_back(line);
         if c.trace.len() > TRACE_KEEP {
             c.trace.pop_front();
         }
@@ -221,7 +265,9 @@ impl World {
                             d,
                         );
                     }
-                    if cap == 1 && tok <= last {
+                    if cap == 1 && tok <= last && self.check.clock_stepped {
+                        self.stats.fencing_after_clock_step += 1;
+                    } else if cap == 1 && tok <= last {
                         let d = format!(
                             "{res}: {} was granted token {tok}, an earlier grant had {last}",
                             self.hosts[h].name
@@ -263,15 +309,45 @@ impl World {
             }
         }
         if quorum {
-            let q = self.members.len() / 2 + 1;
-            let with_me = (0..self.cfg.hosts)
-                .filter(|&m| self.check.since[h][m] != u64::MAX)
-                .count();
-            if with_me < q {
-                self.stats.minority_grants += 1;
-            }
+            self.check_lease_quorum(h);
         }
         self.check_available();
+    }
+
+    /// Quorum mode, §6 invariant 2. A grant needs a lease renewal sent at
+    /// most L/2 ago (entry wants L/2 of lease left) and echoed back by a
+    /// quorum of members counting us: so the network must have carried,
+    /// for q − 1 other members, something we sent in the last L/2 to them
+    /// and their state back to us. Whether the host's side has a quorum
+    /// right now is only counted: with partitions that move, the echoes
+    /// may come from members on different sides at different times, and
+    /// that is safe (each echoing member votes DOWN only T_down after it
+    /// last heard from us).
+    fn check_lease_quorum(&mut self, h: usize) {
+        let t = self.now;
+        if self.check.minority_since[h].is_some() {
+            self.stats.minority_grants += 1;
+        }
+        let since = t.saturating_sub(self.params.lease_ms / 2 + 5);
+        let mut echoed = Vec::new();
+        for m in (0..self.cfg.hosts).filter(|&m| m != h) {
+            match self.net.causal.round_trip(h, m) {
+                None => return,
+                Some(rt) if rt >= since => echoed.push(self.hosts[m].name.clone()),
+                Some(_) => {}
+            }
+        }
+        let q = self.members.len() / 2 + 1;
+        if echoed.len() + 1 < q {
+            let d = format!(
+                "{} granted at {t}, but only {echoed:?} can have echoed a renewal it sent since {since} (quorum {q})",
+                self.hosts[h].name
+            );
+            self.fail(
+                "no minority grants (quorum mode): grant without a quorum round trip",
+                d,
+            );
+        }
     }
 
     /// A running job really stopped: note hand-overs, trace it.
@@ -341,81 +417,5 @@ impl World {
                 }
             }
         }
-    }
-
-    /// Tail: done once no job is left and every engine's view is empty.
-    pub fn check_converged(&mut self) {
-        if self.hosts.iter().any(|h| !h.jobs.is_empty()) {
-            return;
-        }
-        for h in 0..self.hosts.len() {
-            let now = self.host_now(h);
-            let host = &self.hosts[h];
-            if host.life != Life::Up {
-                continue;
-            }
-            let Some(e) = &host.engine else { continue };
-            if e.resources(now)
-                .iter()
-                .any(|r| !r.holders.is_empty() || !r.queue.is_empty())
-            {
-                return;
-            }
-        }
-        self.stats.drain_ms = self.now - self.stats.tail_start_ms;
-        self.done = true;
-    }
-
-    /// The tail's bound passed with work left: say what each engine waits on.
-    pub fn liveness_failure(&mut self) {
-        let mut lines = Vec::new();
-        for h in 0..self.hosts.len() {
-            let now = self.host_now(h);
-            let host = &self.hosts[h];
-            for (id, j) in &host.jobs {
-                let state = match &j.state {
-                    JobState::Waiting => "waiting".to_string(),
-                    JobState::Running { since, .. } => format!("running since {since}"),
-                };
-                lines.push(format!(
-                    "{} job {id} {:?} asked at {}: {state}",
-                    host.name, j.needs, j.asked
-                ));
-            }
-            let Some(e) = host.engine.as_ref().filter(|_| host.life == Life::Up) else {
-                continue;
-            };
-            if let Some(inc) = host.inc
-                && let Some(raw) = self.net.incs[inc].values.last()
-                && let Ok(v) = sc_protocol::board::decode_value::<sc_protocol::dl::DlValue>(raw)
-            {
-                let down: Vec<String> = v.down.iter().map(|d| d.to_string()).collect();
-                let lack: Vec<String> = v.lack.iter().map(|(n, s)| format!("{n}:{s}")).collect();
-                lines.push(format!(
-                    "  {} = {}: lseq {} down {down:?} lack {lack:?}",
-                    host.name,
-                    e.me(),
-                    v.lseq
-                ));
-            }
-            for w in e.waits(now) {
-                lines.push(format!("  {} waits: {w:?}", host.name));
-            }
-            for r in e.resources(now) {
-                if !r.holders.is_empty() || !r.queue.is_empty() {
-                    lines.push(format!(
-                        "  {} sees {}: holders {:?} queue {:?}",
-                        host.name, r.name, r.holders, r.queue
-                    ));
-                }
-            }
-        }
-        lines.truncate(60);
-        let d = format!(
-            "not drained {} ms into the quiet tail:\n{}",
-            self.now - self.stats.tail_start_ms,
-            lines.join("\n")
-        );
-        self.fail("liveness: requests left at the end of the quiet tail", d);
     }
 }

@@ -6,7 +6,8 @@
 
 use super::super::{Engine, Grant, Output, Setup, StopReason};
 use super::check::End;
-use super::world::{Ev, Job, JobState, Life, World};
+use super::host::{Job, JobState, Life};
+use super::world::{Ev, World};
 use sc_protocol::dl::NodeGen;
 
 /// Needs a job may ask for, with their weights in percent.
@@ -32,6 +33,7 @@ impl World {
         let obs = self.net.observations(h, self.now, &mut host.seen);
         engine.observe(now, &obs);
         let out = engine.step(now);
+        self.stats.steps += 1;
         self.apply(h, out);
     }
 

@@ -4,13 +4,13 @@
 //! their stoppers, partitions of every shape (minority, even, three-way,
 //! one host, non-transitive bridge, one-way), message loss, delay jitter,
 //! wall-clock steps, late members (quorum) and brand-new hosts (available).
-//! Then the quiet tail: everything heals and the load stops, so every
-//! request must drain.
+//! The quiet tail that follows is in `tail.rs`.
 
 use super::super::Mode;
 use super::check::End;
+use super::host::Life;
 use super::rng::Rng;
-use super::world::{Life, RunConfig, World};
+use super::world::{RunConfig, World};
 
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -109,9 +109,13 @@ pub fn plan(cfg: &RunConfig, rng: &mut Rng) -> Vec<(u64, Fault)> {
             out.push((r.range(500, cfg.fault_ms * 3 / 4), Fault::Start(h)));
         }
     }
-    let gap = r.pick(&[500, 1200, 3000]);
+    // Mean spacing of faults; short runs get them closer together.
+    let gap = r.pick(&[500, 1200, 3000]).min(cfg.fault_ms / 6).max(50);
+    // Wall-clock steps in a quarter of the runs only: after one, a
+    // fencing-token regression is counted rather than failed (check.rs).
+    let clock_steps = r.chance(0.25);
     let mut id = 0;
-    let mut t = r.range(300, 2000);
+    let mut t = r.range(300, 2000.min(cfg.fault_ms / 3).max(300));
     while t + 500 < cfg.fault_ms {
         let h = r.index(cfg.hosts);
         match r.below(100) {
@@ -164,13 +168,12 @@ pub fn plan(cfg: &RunConfig, rng: &mut Rng) -> Vec<(u64, Fault)> {
                 out.push((t, Fault::Jitter { id, ms }));
                 out.push((t + r.range(300, 5000), Fault::JitterEnd(id)));
             }
-            _ => {
+            _ if clock_steps => {
                 let step = r.range(1000, 120_000) as i64;
-                out.push((
-                    t,
-                    Fault::WallStep(h, if r.chance(0.5) { step } else { -step }),
-                ));
+                let d = if r.chance(0.5) { step } else { -step };
+                out.push((t, Fault::WallStep(h, d)));
             }
+            _ => {}
         }
         t += r.range(gap / 4, gap * 2);
     }
@@ -260,6 +263,7 @@ impl World {
             Fault::WallStep(h, d) => {
                 self.trace(format!("{} wall clock steps {d} ms", name(self, h)));
                 self.hosts[h].clock.skew += d;
+                self.check.clock_stepped = true;
             }
         }
     }
@@ -286,7 +290,7 @@ impl World {
         self.topology_changed();
     }
 
-    fn resume(&mut self, h: usize) {
+    pub fn resume(&mut self, h: usize) {
         if !matches!(self.hosts[h].life, Life::Paused | Life::Stalled) {
             return;
         }
@@ -297,58 +301,13 @@ impl World {
         self.topology_changed();
     }
 
-    /// The quiet tail: heal everything, stop the load, maybe keep a few
-    /// hosts down for good (a minority of members in quorum mode), and
-    /// give the backlog a bound to drain in.
-    pub fn start_tail(&mut self) {
-        self.trace("quiet tail".into());
-        self.net.heal();
-        self.net.loss = 0.0;
-        self.net.jitter_ms = 0;
-        self.fault_ids = [u64::MAX; 3];
-        let n = self.cfg.hosts;
-        let spare = match self.cfg.mode {
-            Mode::Quorum => n - (n / 2 + 1),
-            Mode::Available => n.saturating_sub(1) / 2,
-        };
-        let mut keep_down = Vec::new();
-        if self.cfg.faults && spare > 0 && self.rng.chance(0.3) {
-            let k = self.rng.range(1, spare as u64) as usize;
-            let mut pool: Vec<usize> = (0..n).collect();
-            for _ in 0..k {
-                keep_down.push(pool.swap_remove(self.rng.index(pool.len())));
-            }
-        }
-        self.tail = true;
-        for h in 0..self.hosts.len() {
-            if keep_down.contains(&h) {
-                self.crash(h);
-                continue;
-            }
-            match self.hosts[h].life {
-                Life::Off if h < n || self.hosts[h].generation > 0 => {
-                    self.start_host(h);
-                }
-                Life::Paused | Life::Stalled => self.resume(h),
-                _ => {}
-            }
-        }
-        self.topology_changed();
-        // Bound: two DOWN periods, slack, and every pending job's hold
-        // one after the other (as if all needed the capacity-1 resource).
-        let backlog: u64 = self
-            .hosts
-            .iter()
-            .flat_map(|h| h.jobs.values())
-            .map(|j| j.hold + 300)
-            .sum();
-        self.end_ms = self.now + 2 * self.params.t_down_ms() + 5000 + backlog;
-        self.stats.tail_start_ms = self.now;
-    }
-
     /// Recompute who is connected to whom, for the available-mode bound:
-    /// in one component of the links, both up, both known to each other's
-    /// chitchat, and no heavy loss.
+    /// in one component of the links, both up, no heavy loss, and each
+    /// known to and held live by the other's chitchat. The last part is
+    /// the failure detector's verdict, not the links': after a partition
+    /// cuts the heartbeat rate, phi (tuned to the old rate) can call a
+    /// reachable peer dead, and available mode then rightly treats it as
+    /// gone. Such flaps are counted, not hidden.
     pub fn topology_changed(&mut self) {
         let mut comps = self.net.components();
         for (h, c) in comps.iter_mut().enumerate() {
@@ -357,11 +316,29 @@ impl World {
             }
         }
         let disturbed = self.net.loss >= DISTURBING_LOSS;
-        let net = &self.net;
-        self.check
-            .connectivity(self.now, &comps, disturbed, |a, b| {
-                net.knows(a, b) && net.knows(b, a)
-            });
+        let (net, now) = (&self.net, self.now);
+        let flaps = self.check.connectivity(now, &comps, disturbed, |a, b| {
+            (net.knows(a, b), net.sees_live(a, b, now))
+        });
+        self.stats.detector_flaps += flaps;
+        if self.cfg.mode == Mode::Quorum {
+            // Members that can echo a lease renewal: up (not paused, not
+            // stalled) and on the same side.
+            let q = self.members.len() / 2 + 1;
+            let n = self.cfg.hosts;
+            for h in 0..n {
+                let up = |m: usize| self.hosts[m].life == Life::Up;
+                let side = (0..n)
+                    .filter(|&m| up(m) && self.net.same_group(h, m))
+                    .count();
+                let slot = &mut self.check.minority_since[h];
+                if !up(h) || side >= q {
+                    *slot = None;
+                } else {
+                    slot.get_or_insert(self.now);
+                }
+            }
+        }
     }
 
     /// Every host is down at once: nothing remembers the fencing tokens

@@ -18,21 +18,16 @@
 //!   with fewer than two heartbeats seen.
 
 use super::super::Observation;
+use super::causal::Causal;
+use super::detector::Detector;
 use super::rng::Rng;
 use sc_protocol::dl::NodeGen;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 pub type Inc = usize;
 
 /// chitchat's `GOSSIP_COUNT`.
 const FANOUT: usize = 3;
-/// chitchat's `max_interval`: longer gaps are not samples.
-const MAX_INTERVAL_MS: u64 = 10_000;
-/// chitchat's `sampling_window_size` is 1000; 200 keeps memory small at
-/// 50 hosts and still makes the prior negligible after warm-up.
-const WINDOW: usize = 200;
-const PRIOR_WEIGHT: u64 = 5;
-
 pub struct Incarnation {
     pub ng: NodeGen,
     pub host: usize,
@@ -45,39 +40,6 @@ pub struct Incarnation {
 pub struct Known {
     pub ver: u32,
     pub hb: u64,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Detector {
-    last: Option<u64>,
-    intervals: VecDeque<u32>,
-    sum: u64,
-}
-
-impl Detector {
-    fn beat(&mut self, now: u64) {
-        if let Some(last) = self.last {
-            let gap = now - last;
-            if gap <= MAX_INTERVAL_MS {
-                self.intervals.push_back(gap as u32);
-                self.sum += gap;
-                if self.intervals.len() > WINDOW {
-                    self.sum -= u64::from(self.intervals.pop_front().unwrap_or(0));
-                }
-            }
-        }
-        self.last = Some(now);
-    }
-
-    fn live(&self, now: u64, p: &NetParams) -> bool {
-        let Some(last) = self.last else { return false };
-        if self.intervals.is_empty() {
-            return false;
-        }
-        let n = self.intervals.len() as u64;
-        let mean = (self.sum + PRIOR_WEIGHT * p.initial_ms) as f64 / (n + PRIOR_WEIGHT) as f64;
-        (now - last) as f64 <= p.phi * mean.max(1.0)
-    }
 }
 
 /// One host's chitchat instance (lost on a crash; a restart starts empty).
@@ -100,6 +62,8 @@ pub struct Msg {
     pub to: usize,
     pub kind: Kind,
     state: Vec<(Inc, Known)>,
+    /// Matrix clock (value-carrying messages, small clusters).
+    mc: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,6 +88,7 @@ pub struct Net {
     pub p: NetParams,
     pub seeds: Vec<usize>,
     pub messages: u64,
+    pub causal: Causal,
 }
 
 impl Net {
@@ -139,6 +104,7 @@ impl Net {
             p,
             seeds,
             messages: 0,
+            causal: Causal::new(hosts, hosts <= 12),
         }
     }
 
@@ -178,6 +144,12 @@ impl Net {
         self.incs[inc].values.push(value);
     }
 
+    /// On the same side of the current partition (one-way and bridge cuts
+    /// aside).
+    pub fn same_group(&self, a: usize, b: usize) -> bool {
+        self.group[a] == self.group[b]
+    }
+
     pub fn link_up(&self, from: usize, to: usize) -> bool {
         self.group[from] == self.group[to] && !self.blocked.contains(&(from, to))
     }
@@ -205,15 +177,17 @@ impl Net {
             comp[s] = Some(next);
             let mut stack = vec![s];
             while let Some(a) = stack.pop() {
-                for b in 0..n {
-                    if comp[b].is_none()
-                        && self.active[b]
-                        && self.link_up(a, b)
-                        && self.link_up(b, a)
-                    {
-                        comp[b] = Some(next);
-                        stack.push(b);
-                    }
+                let reachable: Vec<usize> = (0..n)
+                    .filter(|&b| {
+                        comp[b].is_none()
+                            && self.active[b]
+                            && self.link_up(a, b)
+                            && self.link_up(b, a)
+                    })
+                    .collect();
+                for b in reachable {
+                    comp[b] = Some(next);
+                    stack.push(b);
                 }
             }
             next += 1;
@@ -256,6 +230,7 @@ impl Net {
             to,
             kind: Kind::Syn,
             state: self.state(from),
+            mc: Vec::new(),
         }
     }
 
@@ -275,7 +250,7 @@ impl Net {
                 continue;
             }
             let d = node.fd.get(inc);
-            if d.is_some_and(|d| d.live(now, &self.p)) {
+            if d.is_some_and(|d| d.live(now, self.p.phi, self.p.initial_ms)) {
                 live.push(h);
             } else {
                 dead.push(h);
@@ -322,10 +297,16 @@ impl Net {
         if !self.active[msg.to] || !self.link_up(msg.from, msg.to) {
             return (None, false);
         }
+        if self.nodes[msg.to].is_none() {
+            return (None, false);
+        }
+        let values = msg.kind != Kind::Syn;
+        if values {
+            self.causal.merge(msg.to, now, &msg.mc);
+        }
         let Some(node) = &mut self.nodes[msg.to] else {
             return (None, false);
         };
-        let values = msg.kind != Kind::Syn;
         let mut fresh = false;
         for (inc, k) in msg.state {
             if inc == node.me {
@@ -363,6 +344,7 @@ impl Net {
             to: msg.from,
             kind,
             state: self.state(msg.to),
+            mc: self.causal.stamp(msg.to, now),
         });
         (reply, fresh)
     }
@@ -389,12 +371,27 @@ impl Net {
             });
             out.push(Observation {
                 node: self.incs[inc].ng.clone(),
-                live: me || node.fd.get(inc).is_some_and(|d| d.live(now, &self.p)),
+                live: me
+                    || node
+                        .fd
+                        .get(inc)
+                        .is_some_and(|d| d.live(now, self.p.phi, self.p.initial_ms)),
                 heartbeat: if me { self.incs[inc].hb } else { k.hb },
                 dl,
             });
         }
         out
+    }
+
+    /// Does `host`'s chitchat hold `other`'s current incarnation live?
+    pub fn sees_live(&self, host: usize, other: usize, now: u64) -> bool {
+        let (Some(a), Some(b)) = (&self.nodes[host], &self.nodes[other]) else {
+            return false;
+        };
+        a.me == b.me
+            || a.fd
+                .get(b.me)
+                .is_some_and(|d| d.live(now, self.p.phi, self.p.initial_ms))
     }
 
     /// Does `host`'s chitchat know the incarnation running on `other`?

@@ -1,6 +1,10 @@
 //! `sc sim-dlock`: run a batch of seeds (in parallel, results in seed
 //! order), print every violation with its seed and trace tail, and a
 //! summary table per mode.
+//!
+//! For digging into one seed: `SC_SIM_TRACE=1` prints every traced event
+//! (grants, stops, faults) as it happens, `SC_SIM_VERBOSE=1` a line of
+//! counters per run.
 
 use super::super::Mode;
 use super::world::{RunConfig, RunResult};
@@ -60,6 +64,9 @@ pub struct Summary {
     pub partitions: u64,
     pub token_regressions: u64,
     pub minority_grants: u64,
+    pub blackouts: u64,
+    pub detector_flaps: u64,
+    pub fencing_after_clock_step: u64,
     pub violations: u64,
     pub sim_ms: u64,
     pub max_drain_ms: u64,
@@ -81,6 +88,9 @@ impl Summary {
         self.partitions += s.partitions;
         self.token_regressions += s.token_regressions;
         self.minority_grants += s.minority_grants;
+        self.blackouts += s.blackouts;
+        self.detector_flaps += s.detector_flaps;
+        self.fencing_after_clock_step += s.fencing_after_clock_step;
         self.violations += u64::from(r.violation.is_some());
         self.sim_ms += s.sim_ms;
         self.max_drain_ms = self.max_drain_ms.max(s.drain_ms);
@@ -96,32 +106,62 @@ impl Summary {
         v[(v.len() - 1) * p / 100]
     }
 
+    /// (column, value) pairs of one table row.
+    fn cells(&self, mode: Mode, hosts: usize, wall: Duration) -> Vec<(&'static str, String)> {
+        vec![
+            ("mode", mode.as_str().to_string()),
+            ("hosts", hosts.to_string()),
+            ("runs", self.runs.to_string()),
+            ("grants", self.grants.to_string()),
+            ("hand-overs", self.handovers.to_string()),
+            (
+                "hand-over p50/p99 ms",
+                format!("{}/{}", self.pct(50), self.pct(99)),
+            ),
+            ("preemptions", self.preemptions.to_string()),
+            ("lost leases", self.lost_leases.to_string()),
+            ("stopper kills", self.stopper_kills.to_string()),
+            ("self-down", self.self_downs.to_string()),
+            ("crashes", self.crashes.to_string()),
+            ("partitions", self.partitions.to_string()),
+            ("blackouts", self.blackouts.to_string()),
+            ("detector flaps", self.detector_flaps.to_string()),
+            ("token regressions K=2", self.token_regressions.to_string()),
+            (
+                "K=1 regressions after clock steps",
+                self.fencing_after_clock_step.to_string(),
+            ),
+            ("minority grants", self.minority_grants.to_string()),
+            (
+                "max wait s",
+                format!("{:.1}", self.max_wait_ms as f64 / 1000.0),
+            ),
+            (
+                "max drain s",
+                format!("{:.1}", self.max_drain_ms as f64 / 1000.0),
+            ),
+            ("violations", self.violations.to_string()),
+            ("sim s", (self.sim_ms / 1000).to_string()),
+            ("wall s", format!("{:.1}", wall.as_secs_f64())),
+        ]
+    }
+
     pub fn header() -> String {
-        "| mode | hosts | runs | grants | hand-overs | hand-over p50/p99 ms | preemptions | lost leases | stopper kills | self-down | crashes | partitions | token regressions (K=2) | minority grants | max drain s | violations | sim s | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into()
+        let names: Vec<&str> = Summary::default()
+            .cells(Mode::Quorum, 0, Duration::ZERO)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        format!("| {} |\n|{}", names.join(" | "), "---|".repeat(names.len()))
     }
 
     pub fn row(&self, mode: Mode, hosts: usize, wall: Duration) -> String {
-        format!(
-            "| {} | {hosts} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {:.1} |",
-            mode.as_str(),
-            self.runs,
-            self.grants,
-            self.handovers,
-            self.pct(50),
-            self.pct(99),
-            self.preemptions,
-            self.lost_leases,
-            self.stopper_kills,
-            self.self_downs,
-            self.crashes,
-            self.partitions,
-            self.token_regressions,
-            self.minority_grants,
-            self.max_drain_ms as f64 / 1000.0,
-            self.violations,
-            self.sim_ms / 1000,
-            wall.as_secs_f64(),
-        )
+        let values: Vec<String> = self
+            .cells(mode, hosts, wall)
+            .into_iter()
+            .map(|c| c.1)
+            .collect();
+        format!("| {} |", values.join(" | "))
     }
 }
 
@@ -199,6 +239,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut rows = Vec::new();
+    let mut all = Vec::new();
     let mut failed = false;
     for &mode in modes {
         let configs: Vec<RunConfig> = (0..args.seeds)
@@ -213,6 +254,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         let started = Instant::now();
         let results = run_batch(&configs, jobs, !args.keep_going);
         let mut sum = Summary::default();
+        all.extend(results.iter().cloned());
         for r in &results {
             sum.add(r);
             if r.violation.is_some() {
@@ -228,6 +270,23 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", Summary::header());
     for r in rows {
         println!("{r}");
+    }
+    if std::env::var_os("SC_SIM_VERBOSE").is_some() {
+        for r in &all {
+            let s = &r.stats;
+            eprintln!(
+                "seed {} {}: sim {} ms, events {}, steps {}, publishes {}, messages {}, grants {}, restarts {}",
+                r.config.seed,
+                r.config.mode.as_str(),
+                s.sim_ms,
+                s.events,
+                s.steps,
+                s.publishes,
+                s.messages,
+                s.grants,
+                s.restarts
+            );
+        }
     }
     if failed {
         ExitCode::FAILURE

@@ -2,20 +2,18 @@
 //! gossip network, and one event queue in simulated milliseconds.
 //!
 //! Everything is driven from one seeded [`Rng`] and ordered by (time,
-//! insertion), so a seed replays exactly. The daemon's side of the
-//! contract (observe → step → carry out the output) is in `daemon.rs`,
-//! the fault plan in `faults.rs`, the invariants in `check.rs`.
+//! insertion), and every map is a BTreeMap, so a seed replays exactly.
+//! What each event does lives with its subject: the daemon's side of the
+//! engine contract in `daemon.rs`, faults in `faults.rs`, the tail in
+//! `tail.rs`, the invariants in `check.rs`.
 
-use super::super::{Engine, Mode, Now, Params, ResourceSpec};
+use super::super::{Mode, Now, Params, ResourceSpec};
 use super::check::{Checker, RunStats, Violation};
-use super::net::{Inc, Msg, Net, NetParams};
+use super::host::{Clock, Host, Life};
+use super::net::{Msg, Net, NetParams};
 use super::rng::Rng;
-use sc_protocol::dl::NodeGen;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-
-/// Wall clock at simulated time 0 (a plausible epoch ms).
-const WALL0: u64 = 1_750_000_000_000;
 
 /// One run's fixed inputs; everything else is drawn from the seed.
 #[derive(Debug, Clone, Copy)]
@@ -37,101 +35,11 @@ pub struct RunResult {
     pub violation: Option<Violation>,
 }
 
-/// A host's clocks: CLOCK_BOOTTIME runs at its own rate from its own
-/// origin; the wall clock is off by a skew (and may be stepped).
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    boot: u64,
-    ppm: i64,
-    pub skew: i64,
-}
-
-impl Clock {
-    pub fn mono(&self, t: u64) -> u64 {
-        let drift = i128::from(t) * i128::from(self.ppm) / 1_000_000;
-        (i128::from(self.boot) + i128::from(t) + drift) as u64
-    }
-    pub fn now(&self, t: u64) -> Now {
-        Now {
-            mono_ms: self.mono(t),
-            wall_ms: (WALL0 as i64 + t as i64 + self.skew) as u64,
-        }
-    }
-    /// The first simulated ms at which this host's monotonic clock reads
-    /// `mono` (where its stopper fires).
-    pub fn true_at(&self, mono: u64) -> u64 {
-        if mono <= self.mono(0) {
-            return 0;
-        }
-        let guess =
-            (i128::from(mono - self.boot) * 1_000_000 / (1_000_000 + i128::from(self.ppm))) as u64;
-        let mut t = guess.saturating_sub(2);
-        while self.mono(t) < mono {
-            t += 1;
-        }
-        t
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Life {
-    /// Never started, or crashed: no engine, no chitchat, no jobs.
-    Off,
-    Up,
-    /// SIGSTOP of the whole daemon: nothing steps or gossips; its jobs run
-    /// on under their stoppers.
-    Paused,
-    /// The engine's loop is stuck but chitchat still heartbeats.
-    Stalled,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobState {
-    Waiting,
-    /// Granted and running; `deadline` is the stopper's, in simulated ms.
-    Running {
-        since: u64,
-        tokens: Vec<(String, u64)>,
-        deadline: Option<u64>,
-        stopping: bool,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub needs: Vec<(String, u32)>,
-    pub prio: i32,
-    pub asked: u64,
-    pub hold: u64,
-    pub state: JobState,
-}
-
-pub struct Host {
-    pub name: String,
-    pub clock: Clock,
-    pub life: Life,
-    pub engine: Option<Engine>,
-    pub inc: Option<Inc>,
-    pub generation: u64,
-    /// Bumped at every start and crash: events of an older life are void.
-    pub epoch: u64,
-    /// DOWN votes the daemon persisted.
-    pub votes: Vec<NodeGen>,
-    pub jobs: BTreeMap<u64, Job>,
-    /// Last `dl` version handed to this engine, per incarnation.
-    pub seen: Vec<u32>,
-    /// Jobs that ended while the engine could not be told.
-    pub unreleased: Vec<u64>,
-    pub wake_token: u64,
-    pub wake_at: u64,
-    pub restarting: bool,
-    pub max_jobs: usize,
-}
-
 /// Per-run knobs drawn from the seed.
 #[derive(Debug, Clone, Copy)]
 pub struct Knobs {
     pub tick_ms: u64,
+    pub coalesce_ms: u64,
     pub stop_delay_ms: u64,
     pub hold_ms: (u64, u64),
     pub long_hold: f64,
@@ -233,7 +141,14 @@ impl World {
         let hold = (10, rng.pick(&[200, 500, 900]));
         let util = 0.3 + rng.below(8) as f64 / 10.0;
         let knobs = Knobs {
-            tick_ms: rng.pick(&[20, 50, 100]),
+            // The daemon steps on every new value and on a timer; at 50
+            // hosts a slower timer keeps the engine's O(hosts) steps cheap.
+            tick_ms: if cfg.hosts <= 9 {
+                rng.pick(&[50, 100, 100])
+            } else {
+                200
+            },
+            coalesce_ms: if cfg.hosts <= 9 { 2 } else { 20 },
             stop_delay_ms: rng.pick(&[5, 50, 200]),
             hold_ms: hold,
             long_hold: 0.05,
@@ -249,26 +164,13 @@ impl World {
         let max_jobs = rng.pick(&[1, 2]);
         let hosts = names
             .iter()
-            .map(|name| Host {
-                name: name.clone(),
-                clock: Clock {
+            .map(|name| {
+                let clock = Clock {
                     boot: rng.range(1_000_000, 1_000_000_000),
                     ppm: rng.range(0, 400) as i64 - 200,
                     skew: rng.range(0, 100) as i64 - 50,
-                },
-                life: Life::Off,
-                engine: None,
-                inc: None,
-                generation: 0,
-                epoch: 0,
-                votes: Vec::new(),
-                jobs: BTreeMap::new(),
-                seen: Vec::new(),
-                unreleased: Vec::new(),
-                wake_token: 0,
-                wake_at: u64::MAX,
-                restarting: false,
-                max_jobs,
+                };
+                Host::new(name.clone(), clock, max_jobs)
             })
             .collect();
         let seeds: Vec<usize> = (0..cfg.hosts.min(3)).collect();
@@ -341,6 +243,7 @@ impl World {
                 break;
             }
             self.now = t;
+            self.stats.events += 1;
             self.handle(ev);
             if self.check.violation.is_some() {
                 break;
@@ -377,7 +280,10 @@ impl World {
                     self.send(r);
                 }
                 if fresh && self.hosts[to].life == Life::Up {
-                    let t = self.now + self.rng.below(3);
+                    // The daemon evaluates when a value changes, at most
+                    // once per `coalesce_ms`.
+                    let next = self.hosts[to].last_step + self.knobs.coalesce_ms;
+                    let t = (self.now + self.rng.below(3)).max(next);
                     self.wake(to, t);
                 }
             }
@@ -389,6 +295,7 @@ impl World {
                 if self.hosts[host].life != Life::Up {
                     return;
                 }
+                self.hosts[host].last_step = self.now;
                 self.step_host(host);
                 let t = self.now + self.knobs.tick_ms;
                 self.wake(host, t);
