@@ -223,6 +223,10 @@ struct Shared {
     limits: TransportLimits,
     stats: Arc<TransportStats>,
     blocked: BlockList,
+    /// Peers that just connected in: a restarted peer is reachable again,
+    /// so the dial backoff (and a connection to its old process) must go,
+    /// or our answers to it would be dropped for seconds.
+    came_back: Mutex<HashSet<SocketAddr>>,
 }
 
 impl Shared {
@@ -256,6 +260,7 @@ impl QuicTransport {
                 limits,
                 stats: Arc::default(),
                 blocked: Arc::default(),
+                came_back: Mutex::default(),
             }),
         }
     }
@@ -477,6 +482,21 @@ impl PeerLink {
             bump(&stats.dropped_blocked);
             return;
         }
+        let came_back = self
+            .shared
+            .came_back
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.peer);
+        if came_back {
+            self.retry_at = None;
+            self.backoff = BACKOFF_MIN;
+            // Its old process may be gone without our connection noticing
+            // yet (writes to it vanish until the idle timeout): dial anew.
+            if let Some(conn) = self.conn.take() {
+                conn.close(0u32.into(), b"peer reconnected");
+            }
+        }
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             bump(&stats.dropped_unreachable);
             return;
@@ -621,6 +641,11 @@ async fn serve_connection(
         return;
     };
     debug!(%remote, peer = %name, "gossip connection accepted");
+    shared
+        .came_back
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(remote);
     loop {
         match conn.accept_uni().await {
             Ok(stream) => {

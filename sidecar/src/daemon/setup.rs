@@ -179,6 +179,7 @@ fn cluster_locks(
         params: Params {
             lease_ms: cc.lease.as_millis() as u64,
             available_down_ms: cc.available_down.as_millis() as u64,
+            startup_grace_ms: cc.available_down.as_millis() as u64,
             ..Params::default()
         },
         votes: super::cluster_locks::load_votes(&votes_path),
@@ -236,7 +237,11 @@ fn adopt(daemon: &mut Daemon) {
         // generation: others count its slot free once this generation
         // publishes, so it must be dead before that.
         let mut job = job;
-        if !job.exec.needs.is_empty() && (pid.is_some() || job.cgroup.is_some()) {
+        // A queued record with a populated group is either a job waiting
+        // for the cluster (placed early, its child still held) or one
+        // granted just before the old daemon died: its `sc exec` tells
+        // which when it re-attaches (see `lifecycle::reattach`).
+        if !job.exec.needs.is_empty() && pid.is_some() {
             tracing::warn!(
                 job = job.id,
                 "stopping a job that held cluster resources under the previous daemon"

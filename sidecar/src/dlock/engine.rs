@@ -684,13 +684,20 @@ impl Engine {
                 willing += usize::from(!v.down.contains(me));
             }
         }
+        // Waiting requests count too, not only claims: with a bare quorum
+        // up, every host someone voted against is blocked, and if each
+        // waited to reach the claim window first they would come back one
+        // T_down after another.
+        let quorum = |r: &str| self.mode_of(r) == Mode::Quorum;
+        let wants = self.claims.iter().any(|c| quorum(&c.res))
+            || self
+                .reqs
+                .iter()
+                .any(|r| r.needs.iter().any(|(n, _)| quorum(n)));
         let blocked = live >= self.quorum
             && willing < self.quorum
             && self.lease_until().is_none_or(|u| u <= now.mono_ms)
-            && self
-                .claims
-                .iter()
-                .any(|c| self.mode_of(&c.res) == Mode::Quorum);
+            && wants;
         if !blocked {
             self.vote_blocked_since = None;
             return false;
@@ -728,6 +735,17 @@ impl Engine {
                     return false;
                 }
                 if spec.mode == Mode::Quorum && !self.lease_ok(now) {
+                    return false;
+                }
+                // A fresh incarnation has not heard from anyone yet: in
+                // available mode it would grant at once, beside holders it
+                // simply has not heard of. Give gossip the down time to
+                // merge first (quorum mode waits for acknowledgements).
+                if spec.mode == Mode::Available
+                    && self.started_ms.is_some_and(|t| {
+                        now.mono_ms.saturating_sub(t) < self.setup.params.startup_grace_ms
+                    })
+                {
                     return false;
                 }
                 let all = self.claims_on(&c.res, now);

@@ -349,3 +349,25 @@ fn a_stale_value_is_ignored() {
     assert!(net.hosts[b].stats.stale_values >= 1);
     assert!(net.hosts[b].resources(now)[0].holders.is_empty());
 }
+
+#[test]
+fn a_fresh_engine_waits_the_startup_grace_before_granting() {
+    let mut net = Net::new(&["a", "b"], vec![spec("gpu", 1, Mode::Available)], &[]);
+    for (i, n) in ["a", "b"].iter().enumerate() {
+        net.hosts[i] = Engine::new(Setup {
+            me: NodeGen::new(*n, 1),
+            resources: vec![spec("gpu", 1, Mode::Available)],
+            members: Vec::new(),
+            params: Params {
+                startup_grace_ms: 1000,
+                ..Params::default()
+            },
+            votes: Vec::new(),
+        });
+    }
+    net.request("a", 1, &[("gpu", 1)], 0);
+    net.rounds(40, 20);
+    assert!(!net.holds("a", 1), "no grant before hearing the others");
+    net.rounds(20, 20);
+    assert!(net.holds("a", 1), "granted once the grace is over");
+}

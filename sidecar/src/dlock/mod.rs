@@ -72,6 +72,10 @@ pub struct Params {
     /// Aging: +1 effective priority per step waited, up to `aging_cap`.
     pub aging_step_ms: u64,
     pub aging_cap: i32,
+    /// Available mode: no entry this long after the engine starts, so a
+    /// restarted host hears of the holders before it grants (the daemon
+    /// sets it to `available_down_ms`; 0 in the pure tests).
+    pub startup_grace_ms: u64,
 }
 
 impl Default for Params {
@@ -83,6 +87,7 @@ impl Default for Params {
             // low (-10) to high (+10): a low job outranks new high ones
             // after 21 steps.
             aging_cap: 21,
+            startup_grace_ms: 0,
         }
     }
 }
