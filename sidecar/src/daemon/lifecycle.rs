@@ -232,6 +232,17 @@ pub fn reattach(
         (Some(_), Some(cg)) if cg.is_frozen().unwrap_or(false) => JobState::Paused,
         (Some(_), _) => JobState::Running,
     };
+    // Granted by the previous daemon just before it died (its record still
+    // said queued): it held cluster resources under a generation that is
+    // gone, so it is stopped like the ones `adopt` stopped.
+    if running && !job.exec.needs.is_empty() && job.stopping.is_none() {
+        if let Some(cg) = &job.cgroup {
+            let _ = cg.kill_all();
+        }
+        job.stopping = Some(StopReason::Cluster(
+            "the sc daemon restarted while the job held cluster resources; it was stopped so its claim could be released safely".into(),
+        ));
+    }
     tracing::info!(job = id, state = %job.state, "sc exec re-attached");
     // A --timeout keeps counting from the job's start, across restarts.
     let timeout = match (job.exec.timeout_ms, job.started_at) {
@@ -352,6 +363,10 @@ pub fn pre_place(d: &mut Daemon, id: JobId) -> Result<(), String> {
     let Some(job) = d.jobs.get(&id) else {
         return Err(format!("no job {id}"));
     };
+    if job.cgroup.is_some() {
+        // Placed early by the previous daemon; its child is still held there.
+        return Ok(());
+    }
     let pid = job.exec.pid;
     let peer_pid = job.client.as_ref().and_then(|c| c.peer_pid);
     if peer_pid.is_none() || parent_pid(pid) != peer_pid {

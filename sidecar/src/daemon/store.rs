@@ -86,7 +86,15 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Jobs whose record was removed (ended). A record written after the
+    /// end — the placement's write racing a job that ended within
+    /// milliseconds — would bring the job back at the next start; the lock
+    /// makes "skip if ended, else write" and "mark ended, remove" atomic.
+    ended: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<JobId>>>,
 }
+
+/// Ended job ids remembered (ids are never reused; the oldest are dropped).
+const ENDED_KEEP: usize = 4096;
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -96,6 +104,7 @@ impl Store {
         }
         Ok(Store {
             dir: dir.to_path_buf(),
+            ended: Default::default(),
         })
     }
 
@@ -147,6 +156,10 @@ impl Store {
     /// Replace a job's record (temp file and rename: a reader sees the old
     /// record or the new one, never a mix).
     pub fn save_job(&self, job: &PersistedJob) -> Result<(), StoreError> {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        if ended.contains(&job.id) {
+            return Ok(());
+        }
         let bytes = serde_json::to_vec(job).map_err(|e| StoreError {
             path: self.job_path(job.id),
             source: std::io::Error::other(e),
@@ -155,6 +168,11 @@ impl Store {
     }
 
     pub fn remove_job(&self, id: JobId) -> Result<(), StoreError> {
+        let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        ended.insert(id);
+        while ended.len() > ENDED_KEEP {
+            ended.pop_first();
+        }
         remove_if_exists(&self.job_path(id))
     }
 
