@@ -83,13 +83,13 @@ impl Engine {
         let claimed: u32 = all.iter().map(|c| c.units).sum();
         let reqs = self.requests_on(res, now);
         let (fits, ahead) = rule::in_window(
-                &self.setup.me.name,
-                job,
-                &reqs,
-                (spec.capacity + spec.prefetch).saturating_sub(claimed),
-                now.wall_ms,
-                &self.setup.params,
-            );
+            &self.setup.me.name,
+            job,
+            &reqs,
+            (spec.capacity + spec.prefetch).saturating_sub(claimed),
+            now.wall_ms,
+            &self.setup.params,
+        );
         if fits && detail.is_none() {
             return None;
         }

@@ -1,0 +1,166 @@
+//! (d) Every waiting job runs within a bound once its resources are free
+//! and its host is alive and connected.
+//!
+//! Two checks. The drain: after the faults stop (everything healed,
+//! restarted, continued) the quiet tail must empty every queue. The idle
+//! resource: while the whole cluster has been healthy for `stable_bound`,
+//! a job whose latest wait reason is a cluster resource must not wait more
+//! than `liveness_bound` while the stamps show every resource it needs with
+//! enough free units. (Memory, services and the local queue order are
+//! host-local reasons, judged by the drain only.) Here a resource counts
+//! as in use from a job's `started` event to its client's exit as well as
+//! over its stamps: a grant whose command never ran (or ran briefly) still
+//! used the resource for a moment, and is not an idle resource.
+
+use super::{CAPACITY, Input, Verdict, rel, usage_at};
+use crate::hosts::host_name;
+use crate::util::{MS, secs};
+use std::collections::HashMap;
+
+pub fn check(input: &Input) -> Verdict {
+    let mut v = Verdict::new("(d) waiting jobs run");
+    let by_label: HashMap<&str, &crate::workload::ClientRecord> = input
+        .clients
+        .iter()
+        .map(|c| (c.spec.label.as_str(), c))
+        .collect();
+    for label in input.undrained {
+        let last = by_label
+            .get(label.as_str())
+            .and_then(|c| c.events.last())
+            .map(|(_, e)| e.to_string())
+            .unwrap_or_default();
+        v.violation(
+            "not drained by the quiet tail",
+            format!("{label}: still not done when the quiet tail ran out; last event {last}"),
+        );
+    }
+    let steps: HashMap<&str, Vec<(u64, i64)>> = CAPACITY
+        .iter()
+        .map(|(r, _)| (*r, granted_steps(input, r)))
+        .collect();
+    let cap: HashMap<&str, i64> = CAPACITY.iter().map(|(r, c)| (*r, *c as i64)).collect();
+    let mut waits: Vec<u64> = Vec::new();
+    let mut judged_ns = 0u64;
+    for c in input.clients {
+        let Some((queued, _)) = c.event("queued") else {
+            continue;
+        };
+        let end = [
+            c.event("started").map(|(t, _)| *t),
+            c.exited_ns,
+            c.killed_ns,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(input.faults_end);
+        if let Some((_, e)) = c.event("started") {
+            waits.push(e["waited_ms"].as_u64().unwrap_or(0));
+        }
+        let mut t = *queued;
+        let mut run_from: Option<u64> = None;
+        let mut worst = 0u64;
+        let mut worst_at = 0u64;
+        while t < end {
+            let stable = input
+                .timeline
+                .healthy_since(t)
+                .is_some_and(|s| t.saturating_sub(s) >= input.stable_bound);
+            let on_resource = c
+                .events
+                .iter()
+                .take_while(|(et, _)| *et <= t)
+                .filter(|(_, e)| e["event"] == "waiting")
+                .last()
+                .is_some_and(|(_, e)| e["detail"].get("Resource").is_some());
+            let free = c.spec.needs.iter().all(|(r, u)| {
+                steps
+                    .get(r.as_str())
+                    .is_some_and(|s| cap[r.as_str()] - usage_at(s, t) >= *u as i64)
+            });
+            if stable && on_resource {
+                judged_ns += 100 * MS;
+            }
+            if stable && on_resource && free {
+                let from = *run_from.get_or_insert(t);
+                if t - from > worst {
+                    worst = t - from;
+                    worst_at = from;
+                }
+            } else {
+                run_from = None;
+            }
+            t += 100 * MS;
+        }
+        if worst > input.liveness_bound {
+            v.violation("waited while its resources were free", format!(
+                "{} on {} (needs {}) waited {} from {} while the cluster was stable and its resources were free",
+                c.spec.label,
+                host_name(c.spec.host),
+                c.spec.needs_arg(),
+                secs(worst),
+                rel(input, worst_at)
+            ));
+        }
+    }
+    waits.sort_unstable();
+    let pct = |p: usize| {
+        waits
+            .get((waits.len() * p / 100).min(waits.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    v.summary = format!(
+        "{} undrained; {} of resource waits judged against the {} bound",
+        input.undrained.len(),
+        secs(judged_ns),
+        secs(input.liveness_bound)
+    );
+    v.notes.push(format!(
+        "waited before start: p50 {} ms, p90 {} ms, max {} ms ({} jobs)",
+        pct(50),
+        pct(90),
+        waits.last().copied().unwrap_or(0),
+        waits.len()
+    ));
+    v
+}
+
+/// Units of `res` granted at each change: from a client's `started` event
+/// (or its first stamp) to its exit (or its last stamp), whichever is wider.
+fn granted_steps(input: &Input, res: &str) -> Vec<(u64, i64)> {
+    let holds: HashMap<&str, &sc_tests::Hold> =
+        input.holds.iter().map(|h| (h.label.as_str(), h)).collect();
+    let mut edges: Vec<(u64, i64)> = Vec::new();
+    for c in input.clients {
+        let u = c.spec.units(res) as i64;
+        let hold = holds.get(c.spec.label.as_str());
+        let from = [
+            c.event("started").map(|(t, _)| *t),
+            hold.map(|h| h.start_ns),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(from) = from.filter(|_| u > 0) else {
+            continue;
+        };
+        let to = [c.exited_ns, hold.map(|h| h.last_ns)]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(input.faults_end);
+        edges.push((from, u));
+        edges.push((to.max(from), -u));
+    }
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let mut cur = 0;
+    edges
+        .into_iter()
+        .map(|(t, d)| {
+            cur += d;
+            (t, cur)
+        })
+        .collect()
+}

@@ -1,0 +1,178 @@
+//! The checkers on hand-made records: each must catch the violation it is
+//! for, and must not fail what the design allows (available mode's two
+//! sides of a partition, concurrent capacity-2 tokens).
+
+use super::*;
+use crate::topology::{State, Timeline};
+use crate::util::SEC;
+use crate::workload::JobSpec;
+
+fn hold(label: &str, res: &str, tok: u64, start: u64, last: u64) -> Hold {
+    Hold {
+        label: label.into(),
+        job: "1".into(),
+        resources: vec![res.into()],
+        tokens: vec![tok],
+        start_ns: start * SEC,
+        last_ns: last * SEC,
+        ended: true,
+    }
+}
+
+fn client(label: &str, host: usize, res: &str) -> ClientRecord {
+    ClientRecord {
+        spec: JobSpec {
+            label: label.into(),
+            host,
+            needs: vec![(res.into(), 1)],
+            mem: None,
+            priority: None,
+            wait_for: false,
+            hold_ms: 100,
+        },
+        pid: 1,
+        spawned_ns: 0,
+        exited_ns: Some(1),
+        code: Some(0),
+        events: Vec::new(),
+        text: Vec::new(),
+        killed_ns: None,
+        spawn_error: None,
+    }
+}
+
+fn judge(mode: Mode, holds: &[Hold], timeline: &Timeline) -> Vec<Verdict> {
+    let clients: Vec<ClientRecord> = holds
+        .iter()
+        .map(|h| {
+            client(
+                &h.label,
+                crate::stamps::host_of(&h.label).unwrap(),
+                &h.resources[0],
+            )
+        })
+        .collect();
+    let input = Input {
+        mode,
+        n: 3,
+        holds,
+        clients: &clients,
+        timeline,
+        heal_bound: 5 * SEC,
+        stable_bound: 5 * SEC,
+        liveness_bound: 5 * SEC,
+        histories: &[vec![], vec![], vec![]],
+        leftover_records: &[vec![], vec![], vec![]],
+        undrained: &[],
+        restarted: &[],
+        t0: 0,
+        faults_end: 100 * SEC,
+    };
+    vec![capacity::check(&input), tokens::check(&input)]
+}
+
+/// host 2 cut off from 0 and 1 during [10 s, 30 s).
+fn partitioned() -> Timeline {
+    let mut tl = Timeline::new(3, 0);
+    let mut s = State::healthy(3);
+    s.blocked[2] = [0, 1].into();
+    s.blocked[0].insert(2);
+    s.blocked[1].insert(2);
+    tl.push(10 * SEC, s);
+    tl.push(30 * SEC, State::healthy(3));
+    tl
+}
+
+#[test]
+fn quorum_overlap_fails_and_available_partition_overlap_passes() {
+    let holds = [
+        hold("h0-1", "e2e", 10, 12, 20),
+        hold("h2-1", "e2e", 11, 15, 18),
+    ];
+    let q = judge(Mode::Quorum, &holds, &partitioned());
+    assert!(!q[0].pass, "quorum: two e2e holders at once: {:?}", q[0]);
+    let a = judge(Mode::Available, &holds, &partitioned());
+    assert!(
+        a[0].pass,
+        "available: each side of a partition may grant: {:?}",
+        a[0]
+    );
+    assert!(
+        a[1].pass,
+        "tokens across a partition are not compared: {:?}",
+        a[1]
+    );
+}
+
+#[test]
+fn available_overlap_between_connected_hosts_fails() {
+    let holds = [
+        hold("h0-1", "e2e", 10, 12, 20),
+        hold("h1-1", "e2e", 11, 15, 18),
+    ];
+    let a = judge(Mode::Available, &holds, &partitioned());
+    assert!(!a[0].pass, "{:?}", a[0]);
+}
+
+#[test]
+fn overlap_after_heal_is_allowed_within_the_bound_only() {
+    // Healed at 30 s; both run on until 33 s (within 5 s), then until 40 s.
+    let short = [
+        hold("h0-1", "e2e", 10, 20, 33),
+        hold("h2-1", "e2e", 11, 25, 33),
+    ];
+    assert!(judge(Mode::Available, &short, &partitioned())[0].pass);
+    let long = [
+        hold("h0-1", "e2e", 10, 20, 40),
+        hold("h2-1", "e2e", 11, 25, 40),
+    ];
+    assert!(!judge(Mode::Available, &long, &partitioned())[0].pass);
+}
+
+#[test]
+fn fresh_daemon_granting_next_to_a_reachable_holder_fails() {
+    let mut tl = Timeline::new(3, 0);
+    let mut s = State::healthy(3);
+    s.alive[2] = false;
+    tl.push(10 * SEC, s);
+    tl.push(20 * SEC, State::healthy(3));
+    let holds = [
+        hold("h1-1", "e2e", 10, 18, 25),
+        hold("h2-1", "e2e", 11, 21, 22),
+    ];
+    let a = judge(Mode::Available, &holds, &tl);
+    assert!(!a[0].pass, "{:?}", a[0]);
+    assert!(
+        a[0].details[0].contains("restarted or continued"),
+        "{:?}",
+        a[0]
+    );
+}
+
+#[test]
+fn tokens_must_increase_for_capacity_one() {
+    let tl = Timeline::new(3, 0);
+    let holds = [hold("h0-1", "e2e", 10, 1, 2), hold("h1-1", "e2e", 9, 3, 4)];
+    assert!(!judge(Mode::Quorum, &holds, &tl)[1].pass);
+    let holds = [hold("h0-1", "e2e", 10, 1, 2), hold("h1-1", "e2e", 11, 3, 4)];
+    assert!(judge(Mode::Quorum, &holds, &tl)[1].pass);
+}
+
+#[test]
+fn capacity_two_tokens_only_fail_below_an_ended_holder() {
+    let tl = Timeline::new(3, 0);
+    // Concurrent, out of order: a note, not a failure.
+    let holds = [hold("h0-1", "gpu", 10, 1, 5), hold("h1-1", "gpu", 9, 2, 4)];
+    let v = judge(Mode::Quorum, &holds, &tl);
+    assert!(v[1].pass && !v[1].notes.is_empty(), "{:?}", v[1]);
+    // Below a holder that had ended: a failure.
+    let holds = [hold("h0-1", "gpu", 10, 1, 2), hold("h1-1", "gpu", 9, 3, 4)];
+    assert!(!judge(Mode::Quorum, &holds, &tl)[1].pass);
+}
+
+#[test]
+fn minority_grant_fails_in_quorum_mode() {
+    let holds = [hold("h2-1", "e2e", 10, 15, 16)];
+    let v = judge(Mode::Quorum, &holds, &partitioned());
+    assert!(!v[0].pass, "{:?}", v[0]);
+}

@@ -1,0 +1,112 @@
+//! (b) Fencing tokens (docs/cluster-resources.md "Fencing tokens").
+//!
+//! Fails on: a grant without a token; for capacity 1, a token not above
+//! the previous grant's (in start order); for any capacity, a token below
+//! that of a holder that had already ended when it started ("accept
+//! anything not below the highest token of a holder that has ended").
+//! Concurrent holders of a capacity-2 resource may carry tokens in any
+//! order: counted, not failed.
+//!
+//! In available mode two sides of a partition grant independently, so a
+//! pair is only judged when the two hosts were connected from the first
+//! grant's start to the second's (the second host must have seen the first
+//! claim).
+
+use super::{CAPACITY, Input, Verdict, host_label, rel};
+use crate::hosts::Mode;
+use crate::stamps::host_of;
+use sc_tests::Hold;
+
+fn token(h: &Hold, res: &str) -> Option<u64> {
+    let i = h.resources.iter().position(|r| r == res)?;
+    h.tokens.get(i).copied()
+}
+
+pub fn check(input: &Input) -> Verdict {
+    let mut v = Verdict::new("(b) fencing tokens");
+    let mut sums = Vec::new();
+    for (res, cap) in CAPACITY {
+        let holds: Vec<&Hold> = input
+            .holds
+            .iter()
+            .filter(|h| h.resources.iter().any(|r| r == res))
+            .collect(); // read_holds sorts by start
+        let mut concurrent_inversions = 0;
+        let mut judged = 0;
+        for h in &holds {
+            if token(h, res).is_none() {
+                v.violation(
+                    "grant without a token",
+                    format!("{res}: {} ran without a fencing token", h.label),
+                );
+            }
+        }
+        let show = |h: &Hold| {
+            format!(
+                "{} on {} (start {}, token {})",
+                h.label,
+                host_label(&h.label),
+                rel(input, h.start_ns),
+                token(h, res).unwrap_or(0)
+            )
+        };
+        for (k, b) in holds.iter().enumerate() {
+            let Some(tb) = token(b, res) else { continue };
+            // The 50 grants before it: inversions are local, and all pairs
+            // would be quadratic in a long run.
+            for a in &holds[k.saturating_sub(50)..k] {
+                let Some(ta) = token(a, res) else { continue };
+                let ended_before = a.last_ns < b.start_ns;
+                let comparable = match input.mode {
+                    Mode::Quorum => true,
+                    Mode::Available => match (host_of(&a.label), host_of(&b.label)) {
+                        (Some(x), Some(y)) => input
+                            .timeline
+                            .connected_throughout(x, y, a.start_ns, b.start_ns),
+                        _ => false,
+                    },
+                };
+                if !comparable {
+                    continue;
+                }
+                judged += 1;
+                let bad = if cap == 1 {
+                    tb <= ta
+                } else if ended_before {
+                    tb < ta
+                } else {
+                    if tb < ta {
+                        concurrent_inversions += 1;
+                    }
+                    false
+                };
+                if bad {
+                    v.violation(
+                        "token not above an earlier grant",
+                        format!(
+                            "{res}: {} got a token not above {}{}",
+                            show(b),
+                            show(a),
+                            if ended_before {
+                                ", which had ended"
+                            } else {
+                                ", still running"
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        sums.push(format!(
+            "{res}: {} grants, {judged} pairs judged",
+            holds.len()
+        ));
+        if concurrent_inversions > 0 {
+            v.notes.push(format!(
+                "{res}: {concurrent_inversions} pairs of concurrent holders with tokens out of start order (allowed for capacity {cap})"
+            ));
+        }
+    }
+    v.summary = sums.join("; ");
+    v
+}
