@@ -35,6 +35,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "handover/split.rs"]
+mod split;
+use split::split_handovers;
+
 const STAMP: &str = env!("CARGO_BIN_EXE_sc-stamp");
 const BUILD_CMD: &str = "cd /work/main && cargo build --release -p sidecar";
 
@@ -352,110 +356,6 @@ struct Handover {
     split: Option<[Vec<f64>; 3]>,
 }
 
-/// CLOCK_REALTIME − CLOCK_MONOTONIC in seconds, modulo one day: turns a
-/// record's CLOCK_MONOTONIC into the daemons' log time (seconds of the UTC
-/// day).
-fn mono_to_day_offset() -> f64 {
-    let mut rt = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut rt) };
-    let real = rt.tv_sec as f64 + rt.tv_nsec as f64 / 1e9;
-    let mono = mono_ns() as f64 / 1e9;
-    (real - mono).rem_euclid(86400.0)
-}
-
-/// `2026-11-21T06:59:31.779356Z` → seconds of the day.
-fn seconds_of_day(stamp: &str) -> Option<f64> {
-    let time = stamp.split('T').nth(1)?.trim_end_matches('Z');
-    let mut parts = time.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
-/// From one daemon's log: label → (`job ended` time, `job started` time),
-/// seconds of the day. The label is the third argv element of the job's
-/// `job queued` line (`sc-stamp FILE LABEL MS`).
-fn log_times(log: &str) -> std::collections::HashMap<String, (Option<f64>, Option<f64>)> {
-    use std::collections::HashMap;
-    let mut label_of: HashMap<String, String> = HashMap::new();
-    let mut out: HashMap<String, (Option<f64>, Option<f64>)> = HashMap::new();
-    for line in log.lines() {
-        let Some(t) = line.split_whitespace().next().and_then(seconds_of_day) else {
-            continue;
-        };
-        let Some(id) = line
-            .split(" job=")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-        else {
-            continue;
-        };
-        if line.contains(" job queued ") {
-            let argv = line.split("argv=[").nth(1).unwrap_or("");
-            let args: Vec<&str> = argv
-                .split(", ")
-                .map(|a| a.trim_matches(|c| c == '"' || c == ']'))
-                .collect();
-            if args.len() >= 3 {
-                label_of.insert(id.to_string(), args[2].to_string());
-            }
-        } else if let Some(label) = label_of.get(id) {
-            let e = out.entry(label.clone()).or_default();
-            if line.contains(" job started ") {
-                e.1 = Some(t);
-            } else if line.contains(" job ended ") {
-                e.0 = Some(t);
-            }
-        }
-    }
-    out
-}
-
-/// Split each hand-over between hosts at the daemons' `job ended` and
-/// `job started` log lines.
-fn split_handovers(c: &Cluster, holds: &[Hold]) -> Option<[Vec<f64>; 3]> {
-    let off = mono_to_day_offset();
-    let mut times = std::collections::HashMap::new();
-    for d in &c.daemons {
-        times.extend(log_times(&d.log()));
-    }
-    // Differences of seconds-of-day, in ms, across a midnight too.
-    let gap = |a: f64, b: f64| {
-        let mut d = b - a;
-        if d < -43200.0 {
-            d += 86400.0;
-        } else if d > 43200.0 {
-            d -= 86400.0;
-        }
-        d * 1e3
-    };
-    let rec = |ns: u64| (ns as f64 / 1e9 + off).rem_euclid(86400.0);
-    let mut parts: [Vec<f64>; 3] = Default::default();
-    for w in holds.windows(2) {
-        let (prev, next) = (&w[0], &w[1]);
-        if !prev.ended || host_of(prev) == host_of(next) {
-            continue;
-        }
-        let (Some((Some(ended), _)), Some((_, Some(started)))) =
-            (times.get(&prev.label), times.get(&next.label))
-        else {
-            continue;
-        };
-        parts[0].push(gap(rec(prev.last_ns), *ended));
-        parts[1].push(gap(*ended, *started));
-        parts[2].push(gap(*started, rec(next.start_ns)));
-    }
-    if parts[0].is_empty() {
-        return None;
-    }
-    Some(parts.map(sorted))
-}
-
 struct Claims {
     mode: Mode,
     needs: Vec<f64>,
@@ -555,17 +455,7 @@ fn handover_and_claims(
 }
 
 fn stamp_job(c: &Cluster, i: usize, log: &Path, label: &str, ms: u64) -> ScChild {
-    c.d(i).spawn(&[
-        "exec",
-        "--json",
-        "--needs",
-        "e2e",
-        "--",
-        STAMP,
-        &log.display().to_string(),
-        label,
-        &ms.to_string(),
-    ])
+    sc_tests::stamp_job(STAMP, c.d(i), "e2e", log, label, ms)
 }
 
 struct Regrant {

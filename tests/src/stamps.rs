@@ -2,6 +2,7 @@
 //! job held which resource, from the jobs' own CLOCK_MONOTONIC stamps, and
 //! the checks the cluster-resource tests make on them.
 
+use crate::{ScChild, TestDaemon};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -81,4 +82,28 @@ pub fn tokens_of(holds: &[Hold], res: &str) -> Vec<u64> {
             h.tokens.get(i).copied()
         })
         .collect()
+}
+
+/// `sc exec --json --needs NEEDS -- sc-stamp LOG LABEL MS` on `d`, in the
+/// background. `stamp` is the `sc-stamp` binary (`env!("CARGO_BIN_EXE_sc-stamp")`
+/// in the test that calls it).
+pub fn stamp_job(
+    stamp: &str,
+    d: &TestDaemon,
+    needs: &str,
+    log: &Path,
+    label: &str,
+    ms: u64,
+) -> ScChild {
+    d.spawn(&[
+        "exec",
+        "--json",
+        "--needs",
+        needs,
+        "--",
+        stamp,
+        &log.display().to_string(),
+        label,
+        &ms.to_string(),
+    ])
 }

@@ -4,7 +4,6 @@
 //! fencing tokens sc gave it; the tests judge from those records only.
 
 use sc_tests::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const STAMP: &str = env!("CARGO_BIN_EXE_sc-stamp");
@@ -18,20 +17,6 @@ e2e = { capacity = 1, mode = "quorum" }
 gpu = { capacity = 2, mode = "quorum" }
 "#;
 
-fn stamp_job(d: &TestDaemon, needs: &str, log: &Path, label: &str, ms: u64) -> ScChild {
-    d.spawn(&[
-        "exec",
-        "--json",
-        "--needs",
-        needs,
-        "--",
-        STAMP,
-        &log.display().to_string(),
-        label,
-        &ms.to_string(),
-    ])
-}
-
 #[test]
 fn thirty_jobs_from_three_hosts_never_exceed_capacity() {
     let c = Cluster::start_with(3, &[], QUORUM);
@@ -40,7 +25,14 @@ fn thirty_jobs_from_three_hosts_never_exceed_capacity() {
     let mut jobs = Vec::new();
     for i in 0..30 {
         let needs = ["e2e", "gpu", "e2e,gpu"][i % 3];
-        jobs.push(stamp_job(c.d(i % 3), needs, &log, &format!("job{i}"), 40));
+        jobs.push(stamp_job(
+            STAMP,
+            c.d(i % 3),
+            needs,
+            &log,
+            &format!("job{i}"),
+            40,
+        ));
     }
     for j in jobs {
         let out = j.wait(Duration::from_secs(180));
@@ -65,9 +57,9 @@ fn waiting_job_names_the_holder_and_board_shows_the_queue() {
     let c = Cluster::start_with(3, &[], QUORUM);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(c.d(1), "e2e", &log, "holder", 4000);
+    let mut holder = stamp_job(STAMP, c.d(1), "e2e", &log, "holder", 4000);
     holder.wait_event("started", Duration::from_secs(20));
-    let mut waiter = stamp_job(c.d(0), "e2e", &log, "waiter", 10);
+    let mut waiter = stamp_job(STAMP, c.d(0), "e2e", &log, "waiter", 10);
     waiter.wait_event("waiting", Duration::from_secs(20));
     let names_holder = |w: &ScChild| {
         w.events_so_far().iter().any(|e| {
@@ -128,9 +120,9 @@ fn holder_daemon_killed_job_stopped_then_another_host_runs() {
     let mut c = Cluster::start_with(3, &[], QUORUM);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(c.d(0), "e2e", &log, "holder", 60_000);
+    let mut holder = stamp_job(STAMP, c.d(0), "e2e", &log, "holder", 60_000);
     holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(c.d(1), "e2e", &log, "next", 10);
+    let mut next = stamp_job(STAMP, c.d(1), "e2e", &log, "next", 10);
     next.wait_event("waiting", Duration::from_secs(20));
     let killed = Instant::now();
     c.daemons[0].kill9();
@@ -166,9 +158,9 @@ fn holder_daemon_stopped_longer_than_the_lease() {
     let c = Cluster::start_with(3, &[], QUORUM);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(c.d(0), "e2e", &log, "holder", 60_000);
+    let mut holder = stamp_job(STAMP, c.d(0), "e2e", &log, "holder", 60_000);
     holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(c.d(2), "e2e", &log, "next", 10);
+    let mut next = stamp_job(STAMP, c.d(2), "e2e", &log, "next", 10);
     next.wait_event("waiting", Duration::from_secs(20));
     let pid = nix::unistd::Pid::from_raw(c.d(0).pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
@@ -197,8 +189,8 @@ fn cut_off_minority_host_starts_nothing() {
     // host-c drops everything from and to host-a and host-b.
     c.partition(2, &[0, 1]);
     std::thread::sleep(Duration::from_secs(1));
-    let mut minority = stamp_job(c.d(2), "e2e", &log, "minority", 10);
-    let majority = stamp_job(c.d(0), "e2e", &log, "majority", 10);
+    let mut minority = stamp_job(STAMP, c.d(2), "e2e", &log, "minority", 10);
+    let majority = stamp_job(STAMP, c.d(0), "e2e", &log, "majority", 10);
     assert_eq!(majority.wait(Duration::from_secs(30)).code(), Some(0));
     std::thread::sleep(Duration::from_secs(8));
     assert!(

@@ -3,7 +3,6 @@
 //! 127.0.0.1-3; judged from the `sc-stamp` jobs' own records.
 
 use sc_tests::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const STAMP: &str = env!("CARGO_BIN_EXE_sc-stamp");
@@ -14,20 +13,6 @@ const AVAILABLE: &str = r#"available_down = "1s"
 gpu = 1
 "#;
 
-fn stamp_job(d: &TestDaemon, needs: &str, log: &Path, label: &str, ms: u64) -> ScChild {
-    d.spawn(&[
-        "exec",
-        "--json",
-        "--needs",
-        needs,
-        "--",
-        STAMP,
-        &log.display().to_string(),
-        label,
-        &ms.to_string(),
-    ])
-}
-
 /// Kill -9 the holder's daemon: the holder's `sc exec` stops its job when
 /// its lease (the available-mode down time) runs out, and the host's claim
 /// drops after the failure detector plus that margin.
@@ -36,9 +21,9 @@ fn available_holder_daemon_killed_regranted_within_seconds() {
     let mut c = Cluster::start_with(3, &[], AVAILABLE);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(c.d(0), "gpu", &log, "holder", 60_000);
+    let mut holder = stamp_job(STAMP, c.d(0), "gpu", &log, "holder", 60_000);
     holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(c.d(1), "gpu", &log, "next", 10);
+    let mut next = stamp_job(STAMP, c.d(1), "gpu", &log, "next", 10);
     next.wait_event("waiting", Duration::from_secs(20));
     let killed = Instant::now();
     c.daemons[0].kill9();
@@ -80,9 +65,9 @@ fn available_partition_grants_both_sides_then_heal_preempts_the_later() {
         || board_host(&c.d(2).board(), "host-a").is_some_and(|h| h["live"] == false),
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let mut first = stamp_job(c.d(0), "gpu", &log, "majority", 60_000);
+    let mut first = stamp_job(STAMP, c.d(0), "gpu", &log, "majority", 60_000);
     first.wait_event("started", Duration::from_secs(20));
-    let mut second = stamp_job(c.d(2), "gpu", &log, "minority", 60_000);
+    let mut second = stamp_job(STAMP, c.d(2), "gpu", &log, "minority", 60_000);
     second.wait_event("started", Duration::from_secs(20));
     c.partition(2, &[]);
     // The later claim (by stamp) is preempted: normally the minority's,
@@ -156,9 +141,9 @@ fn units_released_when_sc_exec_is_killed() {
     let c = Cluster::start_with(3, &[], AVAILABLE);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(c.d(0), "gpu", &log, "holder", 60_000);
+    let mut holder = stamp_job(STAMP, c.d(0), "gpu", &log, "holder", 60_000);
     holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(c.d(1), "gpu", &log, "next", 10);
+    let mut next = stamp_job(STAMP, c.d(1), "gpu", &log, "next", 10);
     next.wait_event("waiting", Duration::from_secs(20));
     holder.signal(9);
     let out = next.wait(Duration::from_secs(20));
@@ -166,7 +151,12 @@ fn units_released_when_sc_exec_is_killed() {
     let holds = read_holds(&log);
     assert_eq!(holds.len(), 2);
     let gap_ms = holds[1].start_ns.saturating_sub(holds[0].last_ns) / 1_000_000;
-    assert!(holds[0].last_ns < holds[1].start_ns);
+    assert!(
+        holds[0].last_ns < holds[1].start_ns,
+        "the killed job ran on after the next one started: {holds:?}\n--- host-a log:\n{}\n--- host-b log:\n{}",
+        c.d(0).log(),
+        c.d(1).log()
+    );
     report(format!("hand-over after sc exec SIGKILL: {gap_ms} ms"));
 }
 
@@ -194,7 +184,7 @@ fn needs_waits_for_local_headroom_before_claiming() {
     let w = big.wait_event("waiting", Duration::from_secs(20));
     assert!(w["reason"].as_str().unwrap_or("").contains("memory"), "{w}");
     // Meanwhile another host takes the resource freely: host-a holds no claim.
-    let other = stamp_job(c.d(1), "gpu", &log, "other", 10);
+    let other = stamp_job(STAMP, c.d(1), "gpu", &log, "other", 10);
     assert_eq!(other.wait(Duration::from_secs(20)).code(), Some(0));
     std::fs::write(&release, "").expect("release the blocker");
     assert_eq!(blocker.wait(Duration::from_secs(20)).code(), Some(0));

@@ -14,7 +14,8 @@
 //! - [`peers`]: what this host knows of every other incarnation: freshest
 //!   value, liveness, progress, who is DOWN or superseded.
 //! - [`lease`]: quorum-mode lease renewals and their validity.
-//! - [`engine`]: the state machine tying them together.
+//! - [`engine`]: the state machine tying them together; `views` holds its
+//!   per-resource reads of the cluster.
 
 pub mod engine;
 pub mod lease;
@@ -22,6 +23,7 @@ pub mod peers;
 mod report;
 pub mod rule;
 pub mod sim;
+mod views;
 
 #[cfg(test)]
 mod engine_tests;

@@ -1,0 +1,254 @@
+//! What the engine reads off the cluster for one resource: which
+//! incarnations count, their claims and requests, who must acknowledge a
+//! stamp, the highest fencing token visible, our lease's end, and whether a
+//! live peer's configuration conflicts with ours. Pure reads of the state.
+
+use super::engine::Engine;
+use super::rule::{SeenClaim, SeenRequest};
+use super::{Mode, Now};
+use sc_protocol::dl::{DlRequest, NodeGen};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Engine {
+    // ---- views of the cluster, per resource ----------------------------
+
+    /// Does this incarnation's state count for a resource of this mode?
+    pub(super) fn counted(&self, ng: &NodeGen, mode: Mode, now: Now) -> bool {
+        if self.peers.superseded(ng) {
+            return false;
+        }
+        match mode {
+            Mode::Quorum => self.setup.members.contains(&ng.name) && !self.is_down(ng),
+            Mode::Available => {
+                !self
+                    .peers
+                    .locally_down(ng, now, self.setup.params.available_down_ms)
+            }
+        }
+    }
+
+    /// Quorum mode: DOWN when superseded or voted by a quorum of members.
+    pub(super) fn is_down(&self, ng: &NodeGen) -> bool {
+        self.peers.superseded(ng) || self.down_votes(ng) >= self.quorum
+    }
+
+    pub(super) fn down_votes(&self, ng: &NodeGen) -> usize {
+        self.down_tally.get(ng).copied().unwrap_or(0)
+    }
+
+    /// Count, once per member, its votes: ours, or its newest value's.
+    pub(super) fn tally_votes(&mut self) {
+        let mut tally: BTreeMap<NodeGen, usize> = BTreeMap::new();
+        for m in &self.setup.members {
+            let votes: BTreeSet<&NodeGen> = if *m == self.setup.me.name {
+                self.votes.iter().collect()
+            } else {
+                self.peers
+                    .newest_value(m)
+                    .map(|(_, v)| v.down.iter().collect())
+                    .unwrap_or_default()
+            };
+            for ng in votes {
+                *tally.entry(ng.clone()).or_default() += 1;
+            }
+        }
+        self.down_tally = tally;
+    }
+
+    pub(super) fn mode_of(&self, res: &str) -> Mode {
+        self.specs
+            .get(res)
+            .map(|s| s.mode)
+            .unwrap_or(Mode::Available)
+    }
+
+    /// Unreleased claims on `res` that count: ours and counted hosts'.
+    pub(super) fn claims_on(&self, res: &str, now: Now) -> Vec<SeenClaim<'_>> {
+        let mode = self.mode_of(res);
+        let me = self.setup.me.name.as_str();
+        let mut out: Vec<SeenClaim<'_>> = self
+            .claims
+            .iter()
+            .filter(|c| c.res == res)
+            .map(|c| SeenClaim {
+                node: me,
+                job: c.job,
+                units: c.units,
+                ts: c.ts,
+                held: c.held,
+            })
+            .collect();
+        for (ng, p) in &self.peers.map {
+            let Some(v) = &p.value else { continue };
+            if !self.counted(ng, mode, now) {
+                continue;
+            }
+            out.extend(v.claims.iter().filter(|c| c.res == res).map(|c| SeenClaim {
+                node: ng.name.as_str(),
+                job: c.job,
+                units: c.units,
+                ts: c.ts,
+                held: c.held,
+            }));
+        }
+        out
+    }
+
+    /// Waiting requests on `res`: ours and counted hosts'.
+    pub(super) fn requests_on(&self, res: &str, now: Now) -> Vec<SeenRequest<'_>> {
+        let mode = self.mode_of(res);
+        let me = self.setup.me.name.as_str();
+        let pick = |node: &'_ str, r: &DlRequest| -> Option<(u32, i32, u64, u64)> {
+            let _ = node;
+            r.needs
+                .iter()
+                .find(|(n, _)| n == res)
+                .map(|(_, u)| (*u, r.prio, r.arr, r.job))
+        };
+        let mut out: Vec<SeenRequest<'_>> = self
+            .reqs
+            .iter()
+            .filter_map(|r| pick(me, r))
+            .map(|(units, prio, arr, job)| SeenRequest {
+                node: me,
+                job,
+                units,
+                prio,
+                arr,
+            })
+            .collect();
+        for (ng, p) in &self.peers.map {
+            let Some(v) = &p.value else { continue };
+            if !self.counted(ng, mode, now) {
+                continue;
+            }
+            for r in &v.reqs {
+                if let Some((units, prio, arr, job)) = pick(&ng.name, r) {
+                    out.push(SeenRequest {
+                        node: ng.name.as_str(),
+                        job,
+                        units,
+                        prio,
+                        arr,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Req: the incarnations whose clock must pass a claim's stamp, and
+    /// quorum members never seen at all (they block until voted DOWN).
+    pub(super) fn required(&self, mode: Mode, now: Now) -> (Vec<&NodeGen>, Vec<&str>) {
+        match mode {
+            Mode::Quorum => {
+                let mut known = Vec::new();
+                let mut unseen = Vec::new();
+                for m in &self.setup.members {
+                    if *m == self.setup.me.name {
+                        continue;
+                    }
+                    let any = self
+                        .peers
+                        .map
+                        .range(NodeGen::new(m.clone(), 0)..)
+                        .next()
+                        .is_some_and(|(k, _)| k.name == *m);
+                    if !any {
+                        if !self.is_down(&NodeGen::new(m.clone(), 0)) {
+                            unseen.push(m.as_str());
+                        }
+                        continue;
+                    }
+                    known.extend(
+                        self.peers
+                            .current_gens(m)
+                            .into_iter()
+                            .filter(|g| !self.is_down(g)),
+                    );
+                }
+                (known, unseen)
+            }
+            Mode::Available => (
+                self.peers
+                    .current()
+                    .map(|(k, _)| k)
+                    .filter(|k| self.counted(k, Mode::Available, now))
+                    .collect(),
+                Vec::new(),
+            ),
+        }
+    }
+
+    /// Highest fencing token ever visible for `res`, from any incarnation
+    /// (a DOWN host's last value still counts).
+    pub(super) fn max_token(&self, res: &str) -> u64 {
+        let mut t = self.toks.get(res).copied().unwrap_or(0);
+        t = t.max(
+            self.claims
+                .iter()
+                .filter(|c| c.res == res)
+                .map(|c| c.tok)
+                .max()
+                .unwrap_or(0),
+        );
+        for p in self.peers.map.values() {
+            let Some(v) = &p.value else { continue };
+            t = t.max(v.toks.get(res).copied().unwrap_or(0));
+            t = t.max(
+                v.claims
+                    .iter()
+                    .filter(|c| c.res == res)
+                    .map(|c| c.tok)
+                    .max()
+                    .unwrap_or(0),
+            );
+        }
+        t
+    }
+
+    /// End of our quorum lease, if a quorum acknowledged a renewal.
+    pub(super) fn lease_until(&self) -> Option<u64> {
+        let me = &self.setup.me;
+        let echoes = self
+            .setup
+            .members
+            .iter()
+            .filter(|m| **m != me.name)
+            .map(|m| {
+                self.peers
+                    .newest_value(m)
+                    .and_then(|(_, v)| v.lack.iter().find(|(n, _)| n == me).map(|(_, s)| *s))
+                    .unwrap_or(0)
+            });
+        self.lease
+            .valid_until(echoes, self.quorum, self.setup.params.lease_ms)
+    }
+
+    /// A resource whose configuration differs from a live peer's.
+    pub fn conflict(&self, res: &str) -> Option<String> {
+        let mine = self.res_cfg.get(res)?;
+        let quorum = self.mode_of(res) == Mode::Quorum;
+        for (ng, p) in self.peers.current() {
+            if !p.live {
+                continue;
+            }
+            let Some(v) = &p.value else { continue };
+            if let Some(theirs) = v.res.get(res)
+                && theirs != mine
+            {
+                return Some(format!(
+                    "{} has {res} = {theirs}, this host {mine}; fix [resources] so every host agrees",
+                    ng.name
+                ));
+            }
+            if quorum && self.setup.members.contains(&ng.name) && v.mh != self.mh {
+                return Some(format!(
+                    "[cluster] members differ between this host and {}",
+                    ng.name
+                ));
+            }
+        }
+        None
+    }
+}
