@@ -192,3 +192,61 @@ fn needs_waits_for_local_headroom_before_claiming() {
     let holds = read_holds(&log);
     assert_eq!(holds.len(), 2, "{holds:?}");
 }
+
+/// A `--needs` job that first waited for local headroom (its group was
+/// prepared meanwhile, empty) must still run inside that group: the
+/// daemon's kill on a client's death, the stopper's freeze and the
+/// preemption all act on the group, so a job outside it outlives its units.
+#[test]
+fn needs_job_runs_in_its_own_group_after_waiting_for_headroom() {
+    let c = Cluster::start_with(1, &[], AVAILABLE);
+    c.converge();
+    let (blocker, release) = c.d(0).hold_memory("3G");
+    let check = c.d(0).spawn(&[
+        "exec",
+        "--json",
+        "--mem",
+        "2G",
+        "--needs",
+        "gpu",
+        "--",
+        "sh",
+        "-c",
+        "echo \"job=$SC_JOB_ID\"; cat /proc/self/cgroup",
+    ]);
+    let mut check = check;
+    let w = check.wait_event("waiting", Duration::from_secs(20));
+    assert!(w["reason"].as_str().unwrap_or("").contains("memory"), "{w}");
+    // Long enough for the group to be prepared while the job waits.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&release, "").expect("release the blocker");
+    assert_eq!(blocker.wait(Duration::from_secs(20)).code(), Some(0));
+    let out = check.wait(Duration::from_secs(20));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_str());
+    let text = out.stdout_str();
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("job="))
+        .expect("the job printed its id")
+        .to_string();
+    let suffix = format!("/jobs/{id}");
+    // Every hierarchy sc manages the job in: memory (v1) and the unified
+    // tree on a hybrid host, the one v2 tree elsewhere.
+    let managed: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("0::")
+                || l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+        })
+        .collect();
+    assert!(!managed.is_empty(), "{text}");
+    for line in managed {
+        assert!(
+            line.ends_with(&suffix),
+            "the job runs outside its group {suffix}: {line}\n{text}\n--- log:\n{}",
+            c.d(0).log()
+        );
+    }
+}

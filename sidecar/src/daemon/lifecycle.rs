@@ -296,8 +296,9 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
             None => d.tree.create(&format!("jobs/{id}"), &job.limits),
         };
         // A job that waited for cluster resources was moved into its group
-        // when it began to wait (`pre_place`): nothing to migrate now.
-        let moved = job.claim.is_some() && job.cgroup.is_some();
+        // when it began to wait (`pre_place`): nothing to migrate now. A
+        // group that only exists (prepared at enqueue) is still empty.
+        let moved = job.held_in_group && job.cgroup.is_some();
         match group.and_then(|cg| {
             if moved {
                 Ok(cg)
@@ -363,8 +364,7 @@ pub fn pre_place(d: &mut Daemon, id: JobId) -> Result<(), String> {
     let Some(job) = d.jobs.get(&id) else {
         return Err(format!("no job {id}"));
     };
-    if job.cgroup.is_some() {
-        // Placed early by the previous daemon; its child is still held there.
+    if job.held_in_group {
         return Ok(());
     }
     let pid = job.exec.pid;
@@ -374,16 +374,28 @@ pub fn pre_place(d: &mut Daemon, id: JobId) -> Result<(), String> {
             "process {pid} is no longer a child of the calling sc exec"
         ));
     }
-    let cg = d
-        .tree
-        .create(&format!("jobs/{id}"), &job.limits)
-        .map_err(|e| format!("cannot create the group of job {id}: {e}"))?;
+    // The group may exist already: prepared empty at enqueue, or holding
+    // the child since the previous daemon placed it early. Either way the
+    // child is moved (again): writing a member's pid is harmless, and a
+    // group that exists is no proof that the child is in it.
+    let (cg, created) = match job.cgroup.clone() {
+        Some(cg) => (cg, false),
+        None => (
+            d.tree
+                .create(&format!("jobs/{id}"), &job.limits)
+                .map_err(|e| format!("cannot create the group of job {id}: {e}"))?,
+            true,
+        ),
+    };
     if let Err(e) = cg.add_pid(pid) {
-        let _ = cg.remove();
+        if created {
+            let _ = cg.remove();
+        }
         return Err(format!("cannot move job {id} into its group: {e}"));
     }
     if let Some(job) = d.jobs.get_mut(&id) {
         job.cgroup = Some(cg);
+        job.held_in_group = true;
     }
     Ok(())
 }

@@ -391,6 +391,7 @@ pub fn new_job(
         detached_until: None,
         stopping: None,
         claim: None,
+        held_in_group: false,
     }
 }
 

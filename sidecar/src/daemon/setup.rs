@@ -232,6 +232,7 @@ fn adopt(daemon: &mut Daemon) {
             detached_until: Some(now + daemon.reattach_grace),
             stopping: None,
             claim: None,
+            held_in_group: false,
         };
         // A job that held cluster resources lost them with the old
         // generation: others count its slot free once this generation

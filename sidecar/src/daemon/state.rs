@@ -57,6 +57,10 @@ pub struct Job {
     pub started_wall: Option<u64>,
     pub pid: Option<u32>,
     pub cgroup: Option<Cgroup>,
+    /// Its held process is already in `cgroup` (moved while it waited for
+    /// the cluster, see `lifecycle::pre_place`). A group that merely exists
+    /// may have been prepared empty; only this says the move happened.
+    pub held_in_group: bool,
     pub client: Option<ClientLink>,
     /// Last reason and position told to the client.
     pub last_wait: Option<(WaitReason, u32)>,
