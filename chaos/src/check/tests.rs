@@ -176,3 +176,21 @@ fn minority_grant_fails_in_quorum_mode() {
     let v = judge(Mode::Quorum, &holds, &partitioned());
     assert!(!v[0].pass, "{:?}", v[0]);
 }
+
+/// Seed 11 (available mode): host-c granted inside its partition just
+/// before the heal; host-b entered half a second after the heal, on an
+/// earlier claim, before host-c's token reached it. Not comparable within
+/// the heal bound; comparable once the hosts have been connected that long.
+#[test]
+fn available_tokens_across_a_fresh_heal_are_not_compared() {
+    let holds = [
+        hold("h2-1", "e2e", 20, 29, 30),
+        hold("h1-1", "e2e", 10, 31, 32),
+    ];
+    assert!(judge(Mode::Available, &holds, &partitioned())[1].pass);
+    let holds = [
+        hold("h2-1", "e2e", 20, 36, 37),
+        hold("h1-1", "e2e", 10, 38, 39),
+    ];
+    assert!(!judge(Mode::Available, &holds, &partitioned())[1].pass);
+}

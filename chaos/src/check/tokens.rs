@@ -8,9 +8,13 @@
 //! order: counted, not failed.
 //!
 //! In available mode two sides of a partition grant independently, so a
-//! pair is only judged when the two hosts were connected from the first
-//! grant's start to the second's (the second host must have seen the first
-//! claim).
+//! pair is only judged when the second host must have seen the first
+//! grant's token: the two hosts were connected from the first grant's
+//! start to the second's, and for the heal bound before the second (the
+//! same bound as capacity, (a)). A grant made inside a partition reaches
+//! the other side only after the heal; a host that enters just after the
+//! heal on an earlier claim (it need not wait for a later one) tokens it
+//! with what it knows.
 
 use super::{CAPACITY, Input, Verdict, host_label, rel};
 use crate::hosts::Mode;
@@ -60,9 +64,12 @@ pub fn check(input: &Input) -> Verdict {
                 let comparable = match input.mode {
                     Mode::Quorum => true,
                     Mode::Available => match (host_of(&a.label), host_of(&b.label)) {
-                        (Some(x), Some(y)) => input
-                            .timeline
-                            .connected_throughout(x, y, a.start_ns, b.start_ns),
+                        (Some(x), Some(y)) => input.timeline.connected_throughout(
+                            x,
+                            y,
+                            a.start_ns.min(b.start_ns.saturating_sub(input.heal_bound)),
+                            b.start_ns,
+                        ),
                         _ => false,
                     },
                 };
