@@ -17,6 +17,8 @@ use tokio::sync::Semaphore;
 const HEADER_LIMIT: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 64;
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+const DRAIN_LIMIT: usize = 1 << 20;
 
 /// Bind the endpoint; failing to is a start-up error (a configured endpoint
 /// that silently does not exist would look like a dead host to Prometheus).
@@ -64,7 +66,22 @@ async fn answer(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
         stream.shutdown().await
     })
     .await
-    .map_err(|_| std::io::Error::other("response write timed out"))?
+    .map_err(|_| std::io::Error::other("response write timed out"))??;
+    // Closing with unread input makes the kernel send a reset, which can
+    // destroy the answer before the client read it: take what is left of
+    // the request first, briefly and up to a bound.
+    let mut rest = [0u8; 4096];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while drained < DRAIN_LIMIT {
+            match stream.read(&mut rest).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 enum Head {

@@ -475,12 +475,13 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         }
         tokio::spawn(super::metrics_http::serve(shared.clone(), l));
     }
-    // Listening and done adopting: clients can be served.
-    super::systemd::notify(&format!("READY=1\nSTATUS=serving on {}", socket.display()));
-
+    // Handlers first: a SIGTERM right after READY=1 must stop us cleanly.
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Listening and done adopting: clients can be served.
+    super::systemd::notify(&format!("READY=1\nSTATUS=serving on {}", socket.display()));
+
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
