@@ -6,8 +6,10 @@
 //! `sc_protocol::units`. This module only parses and validates: resolving
 //! defaults that need the machine (memory, cores) happens in the daemon.
 
+mod ops;
 mod resources;
 
+pub use ops::CgroupLeaf;
 pub use resources::{ResourceConfig, ResourceMode};
 use sc_protocol::units::{format_duration, parse_duration, parse_size};
 use sc_protocol::{ProbeSpec, ProbeTarget, RestartPolicy, RestartSpec, ServiceSpec};
@@ -28,6 +30,9 @@ pub struct Config {
     /// `[resources]`: cluster-wide resources (see `config/resources.rs`).
     #[serde(default)]
     pub resources: std::collections::BTreeMap<String, resources::ResourceValue>,
+    /// `[metrics]`: the Prometheus endpoint (see `config/ops.rs`).
+    #[serde(default)]
+    pub metrics: ops::MetricsSection,
 }
 
 /// `[cluster]`: gossip with the other hosts' sidecars (QUIC + mutual TLS).
@@ -162,6 +167,8 @@ pub struct DaemonSection {
     pub reattach_grace: Option<String>,
     /// Between SIGTERM and SIGKILL when a job is cancelled or times out.
     pub kill_grace: Option<String>,
+    /// Move into a leaf of the own delegated cgroup v2 group (see `config/ops.rs`).
+    pub cgroup_leaf: Option<CgroupLeaf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -209,6 +216,9 @@ pub struct Resolved {
     pub cluster: Option<ClusterConfig>,
     /// `[resources]`, sorted by name; empty without `[cluster]`.
     pub resources: Vec<ResourceConfig>,
+    /// `[metrics] listen`; `None`: no endpoint.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub cgroup_leaf: CgroupLeaf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,9 +340,13 @@ impl Config {
                     message,
                 }
             })?;
+        let metrics_listen = ops::metrics_listen(&self.metrics)
+            .map_err(|message| value_err("metrics", "listen", message))?;
         Ok(Resolved {
             cluster,
             resources,
+            metrics_listen,
+            cgroup_leaf: d.cgroup_leaf.unwrap_or_default(),
             labels: h
                 .labels
                 .iter()

@@ -48,6 +48,8 @@ pub struct JobClaim {
     pub tokens: Option<Vec<(String, u64)>>,
     /// The stopper's deadline (CLOCK_BOOTTIME ms) last told to the client.
     pub lease_until: Option<u64>,
+    /// When this host asked the cluster (for `sc_claim_wait_seconds`).
+    pub requested_at: std::time::Instant,
     _release: ReleaseOnDrop,
 }
 
@@ -118,6 +120,7 @@ impl Locks {
         Ok(JobClaim {
             tokens: None,
             lease_until: None,
+            requested_at: std::time::Instant::now(),
             _release: ReleaseOnDrop {
                 job,
                 tx: self.release_tx.clone(),
@@ -326,6 +329,7 @@ fn step(d: &mut Daemon, t: Now, obs: &[Observation], releases: Vec<JobId>) -> Op
                     let mut tokens = g.tokens.clone();
                     tokens.sort_by_key(|(r, _)| j.exec.needs.iter().position(|n| n.name == *r));
                     c.tokens = Some(tokens);
+                    d.metrics.record_claim_wait(c.requested_at.elapsed());
                     true
                 }
                 None => false,

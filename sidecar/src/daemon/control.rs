@@ -218,6 +218,7 @@ pub fn pause(shared: &Shared, peer: Peer, id: JobId, by: &str) -> Response {
         return Response::error(ErrorKind::Internal, format!("cannot freeze job {id}: {e}"));
     }
     job.state = JobState::Paused;
+    shared.metrics.record_freeze();
     job.send(Response::Paused {
         job: id,
         by: by.to_string(),
@@ -248,6 +249,7 @@ pub fn resume(shared: &Shared, peer: Peer, id: JobId) -> Response {
         return Response::error(ErrorKind::Internal, format!("cannot thaw job {id}: {e}"));
     }
     job.state = JobState::Running;
+    shared.metrics.record_thaw();
     job.send(Response::Resumed { job: id });
     tracing::info!(job = id, "job resumed");
     Response::Ok {

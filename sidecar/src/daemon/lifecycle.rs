@@ -322,6 +322,7 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
     job.pid = Some(pid);
     job.cgroup = cgroup;
     job.state = JobState::Running;
+    d.metrics.record_admission(job.queued_at.elapsed());
     job.started_at = Some(Instant::now());
     job.started_wall = Some(wall_ms());
     job.last_wait = None;

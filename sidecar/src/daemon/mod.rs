@@ -11,12 +11,15 @@ pub(crate) mod cluster_locks;
 mod control;
 mod lifecycle;
 pub mod logs;
+pub(crate) mod metrics;
+mod metrics_http;
 mod scheduler;
 pub(crate) mod services;
 mod session;
 mod setup;
 mod state;
 pub mod store;
+mod systemd;
 
 pub use setup::{DaemonOptions, run};
 
@@ -32,12 +35,15 @@ pub struct Shared {
     kick: Arc<Notify>,
     tree: sc_supervisor::CgroupTree,
     priming: Arc<AtomicBool>,
+    /// The same counters as `Daemon::metrics`, reachable without the lock.
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl Shared {
     fn new(daemon: Daemon) -> Shared {
         Shared {
             tree: daemon.tree.clone(),
+            metrics: Arc::clone(&daemon.metrics),
             inner: Arc::new(Mutex::new(daemon)),
             kick: Arc::new(Notify::new()),
             priming: Arc::new(AtomicBool::new(false)),

@@ -20,9 +20,11 @@ pub async fn run(shared: Shared) {
         let (wake, abandoned) = pass(&shared, Instant::now());
         if !abandoned.is_empty() {
             let store = shared.daemon().store.clone();
+            let metrics = std::sync::Arc::clone(&shared.metrics);
             let _ = tokio::task::spawn_blocking(move || {
                 for job in abandoned {
                     let usage = reap(&job);
+                    metrics.record_oom_kills(usage.oom_kills);
                     record_end(
                         &store,
                         &job,

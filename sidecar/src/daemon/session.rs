@@ -264,6 +264,7 @@ fn finish(
     // do here; only the cgroup's removal (which may have to kill what the
     // command left behind) goes to a blocking thread, after the reply.
     let usage = account(&job);
+    shared.metrics.record_oom_kills(usage.oom_kills);
     let ending = ending_of(&job, exit, &usage);
     // Cluster units go back as soon as nothing of the job can run: with an
     // empty group that is now, before the slower removal below.
@@ -348,8 +349,10 @@ async fn client_gone(shared: &Shared, id: JobId, conn: u64) {
     shared.kick();
     let was = job.state;
     tracing::info!(job = id, state = %was, "sc exec went away; ending its job");
+    let metrics = std::sync::Arc::clone(&shared.metrics);
     let _ = tokio::task::spawn_blocking(move || {
         let usage = reap(&job);
+        metrics.record_oom_kills(usage.oom_kills);
         let ending = Ending {
             outcome: "client-gone",
             reason: Some(format!(

@@ -9,7 +9,6 @@ use crate::client;
 use crate::config::{Config, LogFormat, Resolved};
 use anyhow::{Context, Result, bail};
 use sc_protocol::JobState;
-use sc_supervisor::CgroupTree;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -381,7 +380,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     let _lock = lock_state_dir(&state_dir)?;
     let store = super::store::Store::open(&state_dir)?;
     let capacity = capacity(&cfg)?;
-    let tree = CgroupTree::detect(&instance_name(&state_dir));
+    let tree = super::systemd::cgroup_tree(&instance_name(&state_dir), cfg.cgroup_leaf);
     let info = tree.info();
     tracing::info!(
         backend = %info.kind,
@@ -406,9 +405,16 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         services: Default::default(),
         cluster: None,
         locks: None,
+        metrics: Default::default(),
     };
     adopt(&mut daemon);
     let services = cfg.services.clone();
+    // Bound before the socket: a daemon that cannot serve its configured
+    // metrics refuses to start, and leaves no socket behind.
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(super::metrics_http::bind(addr).await?),
+        None => None,
+    };
     let listener = bind_socket(&socket, cfg.socket_group.as_deref())?;
     tracing::info!(
         socket = %socket.display(),
@@ -463,10 +469,19 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         });
     }
     tokio::spawn(scheduler::run(shared.clone()));
-
+    if let Some(l) = metrics_listener {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(super::metrics_http::serve(shared.clone(), l));
+    }
+    // Handlers first: a SIGTERM right after READY=1 must stop us cleanly.
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Listening and done adopting: clients can be served.
+    super::systemd::notify(&format!("READY=1\nSTATUS=serving on {}", socket.display()));
+
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -487,6 +502,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     tracing::info!(
         "sc daemon stopping; running jobs keep running and re-attach to the next daemon"
     );
+    super::systemd::notify("STOPPING=1\nSTATUS=stopping; jobs keep running");
     let _ = std::fs::remove_file(&socket);
     stop_services(&shared).await;
     // Leave the subtree only while something lives in it (jobs to adopt).

@@ -184,6 +184,8 @@ pub struct Daemon {
     pub cluster: Option<crate::cluster::node::ClusterView>,
     /// Set when `[resources]` is configured (with `[cluster]`).
     pub locks: Option<super::cluster_locks::Locks>,
+    /// Event counters for `[metrics] listen` (also in `Shared`).
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 pub fn wall_ms() -> u64 {

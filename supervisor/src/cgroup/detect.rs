@@ -121,7 +121,7 @@ fn v1_own(
 }
 
 /// Own cgroup dir in the cgroup2 tree.
-fn v2_own(procs: &[ProcCgroup], mounts: &[Mount], prefix: &Path) -> Option<PathBuf> {
+pub(crate) fn v2_own(procs: &[ProcCgroup], mounts: &[Mount], prefix: &Path) -> Option<PathBuf> {
     let line = procs.iter().find(|p| p.controllers.is_empty())?;
     mounts
         .iter()

@@ -18,7 +18,8 @@
 //! tree. Each [`Cgroup`] knows the hierarchies it is in and touches only those.
 //!
 //! Must not: write to any cgroup outside `<own cgroup>/<instance>` except
-//! enabling controllers in the own cgroup's `cgroup.subtree_control` on v2;
+//! enabling controllers in the own cgroup's `cgroup.subtree_control` on v2
+//! and, when asked (`leaf`), moving the daemon into `<own cgroup>/<leaf>`;
 //! remove the own cgroup; use the network; or block for longer than the
 //! bounded waits documented on each method (callers in async code should
 //! use `spawn_blocking`).
@@ -29,6 +30,7 @@ mod freezer;
 mod fsio;
 mod group;
 mod kill;
+mod leaf;
 mod memory;
 mod pids;
 mod tree;
@@ -37,6 +39,8 @@ mod tree;
 mod fixture;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_leaf;
 #[cfg(test)]
 mod tests_ops;
 #[cfg(test)]
@@ -47,6 +51,7 @@ use std::path::PathBuf;
 
 pub use fsio::read_pseudo;
 pub use group::Cgroup;
+pub use leaf::{LeafMove, move_into_leaf, v2_path};
 pub use tree::CgroupTree;
 
 /// Resource limits for one group. `None` means "no limit" (written as

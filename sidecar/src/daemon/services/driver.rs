@@ -161,6 +161,15 @@ impl Driver {
                 Some(input) = input_rx.recv() => match input {
                     Input::Probe { kind, generation, ok, detail } => {
                         if generation == self.generation && self.child.is_some() {
+                            if !ok {
+                                use crate::daemon::metrics::Probe;
+                                use sc_supervisor::service::ProbeKind;
+                                self.shared.metrics.record_probe_failure(match kind {
+                                    ProbeKind::Startup => Probe::Startup,
+                                    ProbeKind::Readiness => Probe::Readiness,
+                                    ProbeKind::Liveness => Probe::Liveness,
+                                });
+                            }
                             self.machine.handle_probe(Instant::now(), kind, ok, detail);
                         }
                     }
