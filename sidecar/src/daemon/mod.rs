@@ -11,6 +11,7 @@ pub(crate) mod cluster_locks;
 mod control;
 mod lifecycle;
 pub mod logs;
+mod pressure;
 mod scheduler;
 pub(crate) mod services;
 mod session;

@@ -233,6 +233,7 @@ fn adopt(daemon: &mut Daemon) {
             stopping: None,
             claim: None,
             held_in_group: false,
+            paused: None,
         };
         // A job that held cluster resources lost them with the old
         // generation: others count its slot free once this generation
@@ -463,6 +464,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         });
     }
     tokio::spawn(scheduler::run(shared.clone()));
+    tokio::spawn(super::pressure::run(shared.clone(), cfg.pressure.clone()));
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
