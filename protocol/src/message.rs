@@ -68,6 +68,10 @@ pub struct ExecRequest {
     /// to none so job records written before it existed still load.
     #[serde(default)]
     pub needs: Vec<Need>,
+    /// Never freeze this job for memory pressure or for a higher-priority
+    /// job's CPU (`--no-preempt`).
+    #[serde(default)]
+    pub no_preempt: bool,
 }
 
 /// How a job's process ended, as the `sc exec` process saw it from `waitpid`.
@@ -249,6 +253,40 @@ pub struct JobView {
     pub needs: Vec<Need>,
     /// Fencing token of each resource it holds (running jobs).
     pub fence_tokens: Vec<(String, u64)>,
+    /// Why and for how long a paused job is frozen (`None` unless paused).
+    #[serde(default)]
+    pub paused: Option<PauseView>,
+    /// `--no-preempt`: never frozen by the daemon.
+    #[serde(default)]
+    pub no_preempt: bool,
+}
+
+/// Why a job is frozen, as `sc ps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PauseReason {
+    /// `sc pause` (or frozen before the daemon restarted: reason unknown).
+    User,
+    /// The host's memory ran low or its memory PSI passed the threshold.
+    MemoryPressure,
+    /// Frozen so that a waiting higher-priority job could have its CPUs.
+    Preempted { for_job: JobId },
+}
+
+impl fmt::Display for PauseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PauseReason::User => f.write_str("sc pause"),
+            PauseReason::MemoryPressure => f.write_str("memory pressure"),
+            PauseReason::Preempted { for_job } => write!(f, "preempted for job {for_job}"),
+        }
+    }
+}
+
+/// A paused job's reason and how long it has been frozen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseView {
+    pub reason: PauseReason,
+    pub paused_ms: u64,
 }
 
 /// Resource accounting of a finished job.

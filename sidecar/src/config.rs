@@ -7,9 +7,11 @@
 //! defaults that need the machine (memory, cores) happens in the daemon.
 
 mod ops;
+mod pressure;
 mod resources;
 
 pub use ops::CgroupLeaf;
+pub use pressure::PressureConfig;
 pub use resources::{ResourceConfig, ResourceMode};
 use sc_protocol::units::{format_duration, parse_duration, parse_size};
 use sc_protocol::{ProbeSpec, ProbeTarget, RestartPolicy, RestartSpec, ServiceSpec};
@@ -195,6 +197,13 @@ pub struct HostSection {
     /// Labels published on the cluster board (`gpu = "a100"`).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The pressure rules' keys (see `config/pressure.rs`).
+    pub pressure: Option<bool>,
+    pub pressure_mem_low: Option<String>,
+    pub pressure_psi: Option<f64>,
+    pub pressure_hold_down: Option<String>,
+    pub pressure_freeze_gap: Option<String>,
+    pub pressure_poll: Option<String>,
 }
 
 /// Config values with units parsed and checked.
@@ -219,6 +228,8 @@ pub struct Resolved {
     /// `[metrics] listen`; `None`: no endpoint.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub cgroup_leaf: CgroupLeaf,
+    /// The `[host] pressure*` keys.
+    pub pressure: PressureConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +319,7 @@ impl Config {
         if memory == Some(0) {
             return Err(value_err("host", "memory", "must be more than 0".into()));
         }
+        let pressure = pressure::resolve(h).map_err(|(key, msg)| value_err("host", key, msg))?;
         let mut services: Vec<ServiceSpec> = Vec::new();
         for section in &self.service {
             let spec = service_spec(section).map_err(|message| ConfigError::Service {
@@ -343,6 +355,7 @@ impl Config {
         let metrics_listen = ops::metrics_listen(&self.metrics)
             .map_err(|message| value_err("metrics", "listen", message))?;
         Ok(Resolved {
+            pressure,
             cluster,
             resources,
             metrics_listen,

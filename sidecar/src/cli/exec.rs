@@ -62,6 +62,7 @@ fn request(args: &ExecArgs, pid: u32, needs: Vec<Need>) -> ExecRequest {
         wait_for: args.wait_for.clone(),
         wait_timeout_ms: args.wait_timeout.map(|d| d.as_millis() as u64),
         needs,
+        no_preempt: args.no_preempt,
     }
 }
 
@@ -270,6 +271,8 @@ async fn supervise(
     let mut timed_out = false;
     let mut unsupervised = false;
     let mut retry = tokio::time::interval(RETRY);
+    // Redraws a paused job's status line (a no-op otherwise).
+    let mut status_tick = tokio::time::interval(Duration::from_secs(1));
     let started = Instant::now();
     let ended = loop {
         let signal_fut = async {
@@ -298,14 +301,8 @@ async fn supervise(
             }
             resp = async { match conn.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
                 match resp {
-                    Ok(Response::Paused { by, .. }) => {
-                        rep.say(&format!("job {job} paused ({by})"));
-                        rep.event("paused", job, serde_json::json!({"by": by}));
-                    }
-                    Ok(Response::Resumed { .. }) => {
-                        rep.say(&format!("job {job} resumed"));
-                        rep.event("resumed", job, serde_json::json!({}));
-                    }
+                    Ok(Response::Paused { by, .. }) => rep.paused(job, &by),
+                    Ok(Response::Resumed { .. }) => rep.resumed(job),
                     Ok(Response::Cancelled { reason, timed_out: t, .. }) => {
                         timed_out |= t;
                         rep.say(&format!("job {job} {reason}"));
@@ -320,6 +317,7 @@ async fn supervise(
                     }
                 }
             }
+            _ = status_tick.tick() => rep.refresh(),
             _ = retry.tick(), if conn.is_none() && !unsupervised => {
                 let req = reattach_req(exec, job, started);
                 // A daemon that accepts but does not answer (stopped, or

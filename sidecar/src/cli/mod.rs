@@ -164,6 +164,10 @@ pub struct ExecArgs {
     /// Report state changes as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
+    /// Never freeze this job for memory pressure or to give its CPUs to a
+    /// higher-priority job (it may still be paused by hand with `sc pause`).
+    #[arg(long)]
+    pub no_preempt: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -16,6 +16,8 @@ pub struct Reporter {
     pub since: Instant,
     pub job: Option<JobId>,
     pub wait: Option<(WaitReason, u32)>,
+    /// The running job is frozen: by what, and since when.
+    paused: Option<(String, Instant)>,
 }
 
 impl Reporter {
@@ -27,6 +29,7 @@ impl Reporter {
             since: Instant::now(),
             job: None,
             wait: None,
+            paused: None,
         }
     }
 
@@ -54,19 +57,59 @@ impl Reporter {
         self.refresh();
     }
 
+    /// The running job was frozen (`by`: "sc pause", "memory pressure",
+    /// "preempted for job N"): a `paused` event, and a status line with
+    /// the duration that stays until it is thawed.
+    pub fn paused(&mut self, job: JobId, by: &str) {
+        self.clear();
+        if !self.tty && !self.json {
+            eprintln!("sc: job {job} paused ({by})");
+        }
+        self.emit(json!({"event": "paused", "job": job, "by": by}));
+        self.paused = Some((by.to_string(), Instant::now()));
+        self.refresh();
+    }
+
+    pub fn resumed(&mut self, job: JobId) {
+        self.clear();
+        let paused_ms = self
+            .paused
+            .take()
+            .map(|(_, at)| at.elapsed().as_millis() as u64);
+        if !self.json {
+            let after = paused_ms
+                .map(|ms| {
+                    format!(
+                        " after {}",
+                        format_duration(std::time::Duration::from_millis(ms))
+                    )
+                })
+                .unwrap_or_default();
+            eprintln!("sc: job {job} resumed{after}");
+        }
+        self.emit(json!({"event": "resumed", "job": job, "paused_ms": paused_ms}));
+    }
+
     /// Redraw the status line (called on changes and once a second).
     pub fn refresh(&mut self) {
         if !self.tty {
             return;
         }
-        let Some((reason, position)) = &self.wait else {
+        let line = if let Some((by, at)) = &self.paused {
+            format!(
+                "sc: job {} paused ({by}) for {}",
+                self.job.unwrap_or(0),
+                format_duration(at.elapsed())
+            )
+        } else if let Some((reason, position)) = &self.wait {
+            format!(
+                "sc: job {} waiting {} — {reason} (#{position} in queue)",
+                self.job.unwrap_or(0),
+                format_duration(self.since.elapsed())
+            )
+        } else {
             return;
         };
-        let line = format!(
-            "sc: job {} waiting {} — {reason} (#{position} in queue)",
-            self.job.unwrap_or(0),
-            format_duration(self.since.elapsed())
-        );
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();

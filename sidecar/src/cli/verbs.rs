@@ -50,7 +50,14 @@ pub fn ps(json: bool) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     if json {
-        let v = serde_json::json!({ "jobs": jobs, "services": services });
+        let mut v = serde_json::json!({ "jobs": jobs, "services": services });
+        // The state as the text view says it, for readers that do not
+        // want to decode `paused`.
+        if let Some(list) = v["jobs"].as_array_mut() {
+            for (jv, j) in list.iter_mut().zip(&jobs) {
+                jv["state_text"] = serde_json::Value::String(state_text(j));
+            }
+        }
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());
@@ -70,12 +77,28 @@ pub fn ps(json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `running`, `paused (memory pressure) for 12s`, ...
+fn state_text(j: &JobView) -> String {
+    match &j.paused {
+        Some(p) => format!(
+            "{} ({}) for {}",
+            j.state,
+            p.reason,
+            format_duration(Duration::from_millis(p.paused_ms))
+        ),
+        None => j.state.to_string(),
+    }
+}
+
 fn ps_line(j: &JobView) -> String {
     let cmd = j.name.clone().unwrap_or_else(|| j.argv.join(" "));
     let mut tail = truncate(&cmd, 60);
     if !j.needs.is_empty() {
         let needs = super::needs::describe(&j.needs, &j.fence_tokens);
         tail.push_str(&format!("  [needs {needs}]"));
+    }
+    if j.paused.is_some() {
+        tail.push_str(&format!("  — {}", state_text(j)));
     }
     if let Some(w) = &j.waiting {
         let pos = j

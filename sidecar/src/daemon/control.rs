@@ -8,7 +8,9 @@ use super::Shared;
 use super::lifecycle;
 use super::session::Peer;
 use super::state::{Ending, StopReason, reap, record_end};
-use sc_protocol::{BackendView, ErrorKind, HostStatus, JobId, JobState, JobView, Response};
+use sc_protocol::{
+    BackendView, ErrorKind, HostStatus, JobId, JobState, JobView, PauseReason, PauseView, Response,
+};
 
 pub fn ps(shared: &Shared) -> Response {
     let d = shared.daemon();
@@ -41,6 +43,11 @@ pub fn ps(shared: &Shared) -> Response {
                 .as_ref()
                 .and_then(|c| c.tokens.clone())
                 .unwrap_or_default(),
+            paused: j.paused.map(|(reason, since)| PauseView {
+                reason,
+                paused_ms: since.elapsed().as_millis() as u64,
+            }),
+            no_preempt: j.exec.no_preempt,
         })
         .collect();
     Response::Jobs {
@@ -199,6 +206,19 @@ pub fn pause(shared: &Shared, peer: Peer, id: JobId, by: &str) -> Response {
     if let Err(e) = check_owner(peer, job.owner, id, "pause") {
         return e;
     }
+    // Frozen by the daemon already: from now on only `sc resume` thaws it.
+    if job.state == JobState::Paused
+        && let Some((reason, since)) = job.paused
+        && reason != PauseReason::User
+    {
+        job.paused = Some((PauseReason::User, since));
+        tracing::info!(job = id, by, was = %reason, "frozen job now paused by hand");
+        return Response::Ok {
+            message: format!(
+                "job {id} was frozen for {reason}; it now stays paused until sc resume"
+            ),
+        };
+    }
     if job.state != JobState::Running {
         return Response::error(
             ErrorKind::BadRequest,
@@ -219,6 +239,7 @@ pub fn pause(shared: &Shared, peer: Peer, id: JobId, by: &str) -> Response {
     }
     job.state = JobState::Paused;
     shared.metrics.record_freeze();
+    job.paused = Some((PauseReason::User, std::time::Instant::now()));
     job.send(Response::Paused {
         job: id,
         by: by.to_string(),
@@ -250,6 +271,7 @@ pub fn resume(shared: &Shared, peer: Peer, id: JobId) -> Response {
     }
     job.state = JobState::Running;
     shared.metrics.record_thaw();
+    job.paused = None;
     job.send(Response::Resumed { job: id });
     tracing::info!(job = id, "job resumed");
     Response::Ok {

@@ -232,6 +232,11 @@ pub fn reattach(
         (Some(_), Some(cg)) if cg.is_frozen().unwrap_or(false) => JobState::Paused,
         (Some(_), _) => JobState::Running,
     };
+    // Why a previous daemon froze it is not recorded: treat it as paused by
+    // hand, so only `sc resume` thaws it (docs/decisions.md).
+    if job.state == JobState::Paused && job.paused.is_none() {
+        job.paused = Some((sc_protocol::PauseReason::User, Instant::now()));
+    }
     // Granted by the previous daemon just before it died (its record still
     // said queued): it held cluster resources under a generation that is
     // gone, so it is stopped like the ones `adopt` stopped.

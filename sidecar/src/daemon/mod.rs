@@ -13,6 +13,7 @@ mod lifecycle;
 pub mod logs;
 pub(crate) mod metrics;
 mod metrics_http;
+mod pressure;
 mod scheduler;
 pub(crate) mod services;
 mod session;

@@ -85,7 +85,9 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
             failed.push((job, why));
         }
     }
+    super::pressure::release_preempted(&mut d);
     let decision = decide(&d.snapshot());
+    let preempted = super::pressure::preempt_for_head(&mut d, &decision.wait);
     let mut placed = Vec::new();
     for id in &decision.start {
         // A job that needs cluster resources asks for them only now that
@@ -180,6 +182,7 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
     for p in placed {
         after_placed(shared, store.clone(), p);
     }
+    super::pressure::freeze_in_background(shared, preempted);
     if !failed.is_empty() {
         tokio::task::spawn_blocking(move || {
             for (job, msg) in failed {

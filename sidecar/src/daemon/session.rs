@@ -395,6 +395,7 @@ pub fn new_job(
         stopping: None,
         claim: None,
         held_in_group: false,
+        paused: None,
     }
 }
 

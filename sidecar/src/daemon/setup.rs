@@ -232,6 +232,7 @@ fn adopt(daemon: &mut Daemon) {
             stopping: None,
             claim: None,
             held_in_group: false,
+            paused: None,
         };
         // A job that held cluster resources lost them with the old
         // generation: others count its slot free once this generation
@@ -469,6 +470,8 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         });
     }
     tokio::spawn(scheduler::run(shared.clone()));
+    tokio::spawn(super::pressure::run(shared.clone(), cfg.pressure.clone()));
+
     if let Some(l) = metrics_listener {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");

@@ -9,7 +9,7 @@
 
 use super::store::{HistoryRecord, PersistedJob, PersistedState, Store};
 use crate::admission::{Candidate, Holder, HostReading, Snapshot};
-use sc_protocol::{ExecRequest, JobId, JobState, JobUsage, Response, WaitReason};
+use sc_protocol::{ExecRequest, JobId, JobState, JobUsage, PauseReason, Response, WaitReason};
 use sc_supervisor::{Cgroup, CgroupTree, Limits};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,6 +69,8 @@ pub struct Job {
     pub stopping: Option<StopReason>,
     /// Its cluster claim once it asked for `--needs` (released on drop).
     pub claim: Option<super::cluster_locks::JobClaim>,
+    /// Why and since when it is frozen (with `state == Paused`).
+    pub paused: Option<(PauseReason, Instant)>,
 }
 
 impl Job {
@@ -208,7 +210,7 @@ impl Daemon {
                 holders.push(Holder {
                     mem_reserved: job.reserved,
                     mem_used: used,
-                    cpu_milli: job.exec.requests.cpu_milli.unwrap_or(0),
+                    cpu_milli: self.cpu_charge(job),
                 });
             } else if job.is_queued() && job.client.is_some() {
                 queue.push(Candidate {
@@ -234,6 +236,25 @@ impl Daemon {
             holders,
             queue,
         }
+    }
+
+    /// The CPUs a holder counts for in admission. A job preempted for
+    /// another lends it its CPUs: it counts for none, and its preemptor,
+    /// once running, for the larger of its own request and what it was
+    /// lent, so nobody else can take CPUs the preempted jobs get back when
+    /// they are thawed.
+    pub fn cpu_charge(&self, job: &Job) -> u32 {
+        if let Some((PauseReason::Preempted { .. }, _)) = job.paused {
+            return 0;
+        }
+        let own = job.exec.requests.cpu_milli.unwrap_or(0);
+        let lent: u32 = self
+            .jobs
+            .values()
+            .filter(|j| matches!(j.paused, Some((PauseReason::Preempted { for_job }, _)) if for_job == job.id))
+            .map(|j| j.exec.requests.cpu_milli.unwrap_or(0))
+            .sum();
+        own.max(lent)
     }
 
     /// A new job id. Ids are reserved on disk in blocks, so a restarted

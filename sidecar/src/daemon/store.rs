@@ -282,6 +282,7 @@ mod tests {
             wait_for: vec![],
             wait_timeout_ms: None,
             needs: Vec::new(),
+            no_preempt: false,
         }
     }
 
