@@ -142,6 +142,12 @@ pub enum Request {
     },
     /// The cluster board as this host sees it.
     Board,
+    /// `sc drain`: admit no more jobs; queued `--needs` jobs give back the
+    /// cluster claims they have not been granted yet. Root or the daemon's
+    /// own uid only.
+    Drain,
+    /// `sc undrain`: admit jobs again.
+    Undrain,
 }
 
 /// Why a queued job is not running yet.
@@ -153,7 +159,7 @@ pub enum WaitReason {
     Cpu { need: u32, free: u32 },
     /// Jobs ranked before this one come first (head of line, no backfill).
     Behind { ahead: u32 },
-    /// Paused queue admission (not used yet; `sc drain`).
+    /// The host is draining (`sc drain`): nothing is admitted until `sc undrain`.
     Draining,
     /// A `--wait-for` service is not ready.
     Service { name: String, state: String },

@@ -29,14 +29,14 @@ pub fn daemon(args: DaemonArgs) -> Result<()> {
     rt.block_on(daemon::run(opts))
 }
 
-fn ask(req: Request) -> Result<Response> {
+pub(super) fn ask(req: Request) -> Result<Response> {
     super::runtime()?.block_on(async {
         let mut conn = client::connect_to(&client::choose_socket().path).await?;
         conn.call(&req).await
     })
 }
 
-fn refused(resp: Response) -> anyhow::Error {
+pub(super) fn refused(resp: Response) -> anyhow::Error {
     match resp {
         Response::Error { message, .. } => anyhow::anyhow!("{message}"),
         other => anyhow::anyhow!("unexpected answer from the daemon: {other:?}"),
@@ -161,6 +161,12 @@ pub fn status(json: bool) -> Result<()> {
         "jobs:          {} running, {} queued",
         st.jobs_running, st.jobs_queued
     )?;
+    if st.draining {
+        writeln!(
+            out,
+            "draining:      yes — no job is admitted until `sc undrain`"
+        )?;
+    }
     let b = &st.backend;
     let enforced = if b.enforced.is_empty() {
         "nothing".to_string()

@@ -121,6 +121,7 @@ pub fn status(shared: &Shared) -> Response {
                 resources: d.locks.as_ref().map(|l| l.status()).unwrap_or_default(),
             }
         }),
+        draining: d.draining,
     };
     Response::Status(Box::new(status))
 }

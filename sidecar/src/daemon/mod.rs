@@ -9,6 +9,7 @@
 mod board_state;
 pub(crate) mod cluster_locks;
 mod control;
+mod drain;
 mod lifecycle;
 pub mod logs;
 mod scheduler;

@@ -406,7 +406,11 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         services: Default::default(),
         cluster: None,
         locks: None,
+        draining: super::drain::marker(&state_dir).exists(),
     };
+    if daemon.draining {
+        tracing::warn!("this host is draining (sc drain): no job is admitted until sc undrain");
+    }
     adopt(&mut daemon);
     let services = cfg.services.clone();
     let listener = bind_socket(&socket, cfg.socket_group.as_deref())?;

@@ -184,6 +184,8 @@ pub struct Daemon {
     pub cluster: Option<crate::cluster::node::ClusterView>,
     /// Set when `[resources]` is configured (with `[cluster]`).
     pub locks: Option<super::cluster_locks::Locks>,
+    /// `sc drain` is in effect: nothing is admitted.
+    pub draining: bool,
 }
 
 pub fn wall_ms() -> u64 {
@@ -215,7 +217,11 @@ impl Daemon {
                     seq: job.seq,
                     mem: job.reserved,
                     cpu_milli: job.exec.requests.cpu_milli.unwrap_or(0),
-                    blocked: self.gate_reason(job),
+                    blocked: if self.draining {
+                        Some(WaitReason::Draining)
+                    } else {
+                        self.gate_reason(job)
+                    },
                 });
             }
         }
