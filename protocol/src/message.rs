@@ -68,6 +68,10 @@ pub struct ExecRequest {
     /// to none so job records written before it existed still load.
     #[serde(default)]
     pub needs: Vec<Need>,
+    /// Names of TCP ports to lease for the job (`--port NAME`): each gets a
+    /// free port of the host's range, unique while the job lives.
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 /// How a job's process ended, as the `sc exec` process saw it from `waitpid`.
@@ -255,6 +259,9 @@ pub struct JobView {
     pub needs: Vec<Need>,
     /// Fencing token of each resource it holds (running jobs).
     pub fence_tokens: Vec<(String, u64)>,
+    /// Its leased TCP ports (`--port`), once started: (name, port).
+    #[serde(default)]
+    pub ports: Vec<(String, u16)>,
 }
 
 /// Resource accounting of a finished job.

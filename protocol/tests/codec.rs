@@ -53,6 +53,7 @@ fn arb_exec() -> impl Strategy<Value = ExecRequest> {
                         .into_iter()
                         .map(|(name, units)| Need { name, units })
                         .collect(),
+                    ports: vec![],
                 }
             },
         )

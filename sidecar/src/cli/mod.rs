@@ -180,6 +180,10 @@ pub struct ExecArgs {
     /// stopped if its lease on them is no longer renewed.
     #[arg(long, value_delimiter = ',', value_name = "NAME[:UNITS]", value_parser = needs::parse_need)]
     pub needs: Vec<sc_protocol::Need>,
+    /// Lease a free TCP port of the host for the job's life (repeatable):
+    /// $PORT and $SC_PORT_NAME (the first), $SC_PORT_<NAME> each.
+    #[arg(long = "port", value_name = "NAME")]
+    pub ports: Vec<String>,
     /// Report state changes as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,

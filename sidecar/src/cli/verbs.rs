@@ -77,6 +77,9 @@ fn ps_line(j: &JobView) -> String {
         let needs = super::needs::describe(&j.needs, &j.fence_tokens);
         tail.push_str(&format!("  [needs {needs}]"));
     }
+    if !j.ports.is_empty() {
+        tail.push_str(&format!("  [ports {}]", ports_text(&j.ports)));
+    }
     if let Some(w) = &j.waiting {
         let pos = j
             .position
@@ -98,6 +101,15 @@ fn ps_line(j: &JobView) -> String {
         format_duration(Duration::from_millis(j.age_ms)),
         tail
     )
+}
+
+/// `web=20001,api=20002`, as `sc ps` shows leased ports.
+pub(super) fn ports_text(ports: &[(String, u16)]) -> String {
+    ports
+        .iter()
+        .map(|(n, p)| format!("{n}={p}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -41,6 +41,7 @@ pub fn ps(shared: &Shared) -> Response {
                 .as_ref()
                 .and_then(|c| c.tokens.clone())
                 .unwrap_or_default(),
+            ports: j.ports.clone(),
         })
         .collect();
     Response::Jobs {

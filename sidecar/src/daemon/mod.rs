@@ -11,6 +11,7 @@ pub(crate) mod cluster_locks;
 mod control;
 mod drain;
 mod lifecycle;
+mod port_leases;
 pub mod logs;
 mod scheduler;
 pub(crate) mod services;

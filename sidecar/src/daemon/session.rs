@@ -398,6 +398,7 @@ pub fn new_job(
         stopping: None,
         claim: None,
         held_in_group: false,
+        ports: Vec::new(),
     }
 }
 

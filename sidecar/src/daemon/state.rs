@@ -69,6 +69,8 @@ pub struct Job {
     pub stopping: Option<StopReason>,
     /// Its cluster claim once it asked for `--needs` (released on drop).
     pub claim: Option<super::cluster_locks::JobClaim>,
+    /// Its leased TCP ports (`--port`), from placement on: (name, port).
+    pub ports: Vec<(String, u16)>,
 }
 
 impl Job {
@@ -99,6 +101,7 @@ impl Job {
             },
             queued_at: self.queued_wall,
             started_at: self.started_wall,
+            ports: self.ports.clone(),
         }
     }
 
@@ -186,6 +189,8 @@ pub struct Daemon {
     pub locks: Option<super::cluster_locks::Locks>,
     /// `sc drain` is in effect: nothing is admitted.
     pub draining: bool,
+    /// The `[host] port_range` and where the next lease search starts.
+    pub port_leaser: super::port_leases::PortLeaser,
 }
 
 pub fn wall_ms() -> u64 {

@@ -35,6 +35,9 @@ pub struct PersistedJob {
     /// Unix time in ms.
     pub queued_at: u64,
     pub started_at: Option<u64>,
+    /// Its leased ports (`--port`), so they stay its own after a restart.
+    #[serde(default)]
+    pub ports: Vec<(String, u16)>,
 }
 
 /// One finished job in `history.jsonl`.
@@ -282,6 +285,7 @@ mod tests {
             wait_for: vec![],
             wait_timeout_ms: None,
             needs: Vec::new(),
+            ports: Vec::new(),
         }
     }
 
