@@ -121,3 +121,55 @@ fn only_root_or_the_daemon_user_may_drain() {
     }
     assert_eq!(d.status()["draining"], false);
 }
+
+/// Two hosts sharing `gpu = 1`: host-b's waiting `--needs` job ranks first
+/// (high priority), yet once host-b drains it gives its request back and the
+/// resource goes to host-a's waiting job when the holder ends.
+#[test]
+fn draining_host_hands_back_waiting_cluster_claims() {
+    let c = Cluster::start_with(2, &[], "available_down = \"1s\"\n\n[resources]\ngpu = 1\n");
+    c.converge();
+    let dir = c.d(0).dir().to_path_buf();
+    let release = dir.join("release-holder");
+    let needs_job = |d: &TestDaemon, prio: &str, script: &str| {
+        d.spawn(&[
+            "exec", "--json", "--needs", "gpu", "--priority", prio, "--", "sh", "-c", script,
+        ])
+    };
+    let mut holder = needs_job(c.d(0), "normal", &wait_for_file_script(&release));
+    holder.wait_event("started", T);
+    let b_ran = dir.join("b-ran");
+    let mut on_b = needs_job(
+        c.d(1),
+        "high",
+        &format!("touch {}", b_ran.display()),
+    );
+    on_b.wait_event("waiting", T);
+    let a_ran = dir.join("a-ran");
+    let mut on_a = needs_job(
+        c.d(0),
+        "normal",
+        &format!("touch {}", a_ran.display()),
+    );
+    on_a.wait_event("waiting", T);
+
+    let out = c.d(1).sc(&["drain"]);
+    out.assert_success();
+    assert!(out.stdout_str().contains("handed back"), "{out}");
+    wait_until(T, "host-b's job to wait on the drain", || {
+        waiting_reasons(&on_b)
+            .last()
+            .is_some_and(|r| r == "host is draining")
+    });
+
+    std::fs::write(&release, "").expect("release file");
+    holder.wait(T).assert_success();
+    on_a.wait(T).assert_success();
+    assert!(a_ran.exists(), "host-a's job did not get the resource");
+    assert!(!b_ran.exists(), "host-b's job ran on a draining host");
+    assert!(!on_b.has_exited(), "host-b's job gave up instead of waiting");
+
+    c.d(1).sc(&["undrain"]).assert_success();
+    on_b.wait(T).assert_success();
+    assert!(b_ran.exists(), "host-b's job did not run after undrain");
+}
