@@ -150,8 +150,9 @@ mod tests {
 
     #[test]
     fn choose_table() {
-        // (range, start, leased, busy, expected)
-        let cases: &[(PortRange, u16, &[u16], &[u16], Option<u16>)] = &[
+        /// (range, start, leased, busy, expected)
+        type Case = (PortRange, u16, &'static [u16], &'static [u16], Option<u16>);
+        let cases: &[Case] = &[
             (r(20000, 20002), 20000, &[], &[], Some(20000)),
             (r(20000, 20002), 20001, &[], &[], Some(20001)),
             (r(20000, 20002), 20000, &[20000], &[], Some(20001)),
@@ -169,7 +170,10 @@ mod tests {
             let got = choose(*range, *start, &|p| leased.contains(&p), &mut |p| {
                 !busy.contains(&p)
             });
-            assert_eq!(got, *want, "{range} from {start}, leased {leased:?}, busy {busy:?}");
+            assert_eq!(
+                got, *want,
+                "{range} from {start}, leased {leased:?}, busy {busy:?}"
+            );
         }
     }
 

@@ -39,7 +39,11 @@ fn completion_scripts_name_the_verbs_and_parse() {
             let mut c = Command::new(shell);
             c.arg("-n").arg(&path);
             let check = run(c, T);
-            assert_eq!(check.code(), Some(0), "{shell} -n rejects the script\n{check}");
+            assert_eq!(
+                check.code(),
+                Some(0),
+                "{shell} -n rejects the script\n{check}"
+            );
         } else {
             eprintln!("{shell} not installed: syntax not checked");
         }
@@ -69,11 +73,20 @@ fn man_page_documents_every_verb() {
     out.assert_success();
     let page = out.stdout_str();
     assert!(page.contains(".TH sc 1"), "no .TH header");
-    for section in ["SC EXEC", "SC DRAIN", "SC UNDRAIN", "SC STATUS", "SC SERVICE ADD"] {
+    for section in [
+        "SC EXEC",
+        "SC DRAIN",
+        "SC UNDRAIN",
+        "SC STATUS",
+        "SC SERVICE ADD",
+    ] {
         assert!(page.contains(section), "man page lacks {section}");
     }
     assert!(page.contains("\\-\\-port"), "man page lacks --port");
-    assert!(!page.contains("bench\\-gossip"), "a hidden verb is documented");
+    assert!(
+        !page.contains("bench\\-gossip"),
+        "a hidden verb is documented"
+    );
     if have("groff") {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sc.1");

@@ -89,7 +89,10 @@ fn drain_wait_returns_once_running_jobs_finished() {
     wait_until(T, "drain --wait to report the running job", || {
         waiter.stderr_so_far().contains("waiting for 1 running job")
     });
-    assert!(!waiter.has_exited(), "drain --wait returned while a job runs");
+    assert!(
+        !waiter.has_exited(),
+        "drain --wait returned while a job runs"
+    );
     std::fs::write(&release, "").expect("release file");
     running.wait(T).assert_success();
     let out = waiter.wait(T);
@@ -133,24 +136,25 @@ fn draining_host_hands_back_waiting_cluster_claims() {
     let release = dir.join("release-holder");
     let needs_job = |d: &TestDaemon, prio: &str, script: &str| {
         d.spawn(&[
-            "exec", "--json", "--needs", "gpu", "--priority", prio, "--", "sh", "-c", script,
+            "exec",
+            "--json",
+            "--needs",
+            "gpu",
+            "--priority",
+            prio,
+            "--",
+            "sh",
+            "-c",
+            script,
         ])
     };
     let mut holder = needs_job(c.d(0), "normal", &wait_for_file_script(&release));
     holder.wait_event("started", T);
     let b_ran = dir.join("b-ran");
-    let mut on_b = needs_job(
-        c.d(1),
-        "high",
-        &format!("touch {}", b_ran.display()),
-    );
+    let mut on_b = needs_job(c.d(1), "high", &format!("touch {}", b_ran.display()));
     on_b.wait_event("waiting", T);
     let a_ran = dir.join("a-ran");
-    let mut on_a = needs_job(
-        c.d(0),
-        "normal",
-        &format!("touch {}", a_ran.display()),
-    );
+    let mut on_a = needs_job(c.d(0), "normal", &format!("touch {}", a_ran.display()));
     on_a.wait_event("waiting", T);
 
     let out = c.d(1).sc(&["drain"]);
@@ -167,7 +171,10 @@ fn draining_host_hands_back_waiting_cluster_claims() {
     on_a.wait(T).assert_success();
     assert!(a_ran.exists(), "host-a's job did not get the resource");
     assert!(!b_ran.exists(), "host-b's job ran on a draining host");
-    assert!(!on_b.has_exited(), "host-b's job gave up instead of waiting");
+    assert!(
+        !on_b.has_exited(),
+        "host-b's job gave up instead of waiting"
+    );
 
     c.d(1).sc(&["undrain"]).assert_success();
     on_b.wait(T).assert_success();

@@ -75,7 +75,7 @@ fn twenty_concurrent_jobs_get_distinct_free_ports() {
     let listed: BTreeSet<u16> = d
         .ps()
         .iter()
-        .flat_map(|j| ports_of(j))
+        .flat_map(ports_of)
         .map(|(name, p)| {
             assert_eq!(name, "web");
             p as u16
@@ -144,7 +144,11 @@ fn exhausted_range_busy_ports_and_bad_names_are_refused() {
         "echo $PORT $SC_PORT_NAME $SC_PORT_A $SC_PORT_B",
     ]);
     out.assert_success();
-    let f: Vec<String> = out.stdout_str().split_whitespace().map(String::from).collect();
+    let f: Vec<String> = out
+        .stdout_str()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     assert_eq!(f.len(), 4, "{out}");
     assert_eq!(f[1], "a");
     assert_eq!(f[0], f[2]);
@@ -169,7 +173,10 @@ fn services_lease_a_port_while_defined() {
         "--",
         "sh",
         "-c",
-        &format!("echo $PORT $SC_PORT_NAME > {} ; exec sleep 300", rt_out.display()),
+        &format!(
+            "echo $PORT $SC_PORT_NAME > {} ; exec sleep 300",
+            rt_out.display()
+        ),
     ])
     .assert_success();
     wait_until(T, "both services to write their port", || {

@@ -334,7 +334,12 @@ pub fn print_services(out: &mut impl Write, services: &[ServiceView]) -> std::io
             s.last_reason.as_deref().unwrap_or("-"),
         )?;
         if !s.ports.is_empty() {
-            writeln!(out, "{:<16} ports {}", "", super::verbs::ports_text(&s.ports))?;
+            writeln!(
+                out,
+                "{:<16} ports {}",
+                "",
+                super::verbs::ports_text(&s.ports)
+            )?;
         }
     }
     Ok(())

@@ -62,7 +62,11 @@ pub fn drain(shared: &Shared, peer: Peer) -> Response {
     }
     let running = d.jobs.values().filter(|j| j.holds_resources()).count();
     drop(d);
-    tracing::info!(by = peer.uid, claims_given_back = waiting.len(), "host draining");
+    tracing::info!(
+        by = peer.uid,
+        claims_given_back = waiting.len(),
+        "host draining"
+    );
     shared.kick();
     let mut message = format!(
         "{}draining: no job is admitted until `sc undrain`; {running} running job(s) finish normally",

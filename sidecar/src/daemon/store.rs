@@ -302,6 +302,7 @@ mod tests {
             state: PersistedState::Running { pid: 42 },
             queued_at: 1,
             started_at: Some(2),
+            ports: vec![("web".into(), 20001)],
         };
         store.save_job(&job).unwrap();
         std::fs::write(dir.path().join("jobs/9.json"), b"{not json").unwrap();
