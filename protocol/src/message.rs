@@ -72,6 +72,10 @@ pub struct ExecRequest {
     /// job's CPU (`--no-preempt`).
     #[serde(default)]
     pub no_preempt: bool,
+    /// Names of TCP ports to lease for the job (`--port NAME`): each gets a
+    /// free port of the host's range, unique while the job lives.
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 /// How a job's process ended, as the `sc exec` process saw it from `waitpid`.
@@ -146,6 +150,12 @@ pub enum Request {
     },
     /// The cluster board as this host sees it.
     Board,
+    /// `sc drain`: admit no more jobs; queued `--needs` jobs give back the
+    /// cluster claims they have not been granted yet. Root or the daemon's
+    /// own uid only.
+    Drain,
+    /// `sc undrain`: admit jobs again.
+    Undrain,
 }
 
 /// Why a queued job is not running yet.
@@ -157,7 +167,7 @@ pub enum WaitReason {
     Cpu { need: u32, free: u32 },
     /// Jobs ranked before this one come first (head of line, no backfill).
     Behind { ahead: u32 },
-    /// Paused queue admission (not used yet; `sc drain`).
+    /// The host is draining (`sc drain`): nothing is admitted until `sc undrain`.
     Draining,
     /// A `--wait-for` service is not ready.
     Service { name: String, state: String },
@@ -259,6 +269,9 @@ pub struct JobView {
     /// `--no-preempt`: never frozen by the daemon.
     #[serde(default)]
     pub no_preempt: bool,
+    /// Its leased TCP ports (`--port`), once started: (name, port).
+    #[serde(default)]
+    pub ports: Vec<(String, u16)>,
 }
 
 /// Why a job is frozen, as `sc ps` shows it.

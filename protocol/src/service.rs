@@ -208,6 +208,10 @@ pub struct ServiceSpec {
     /// Rotate the log at this size, keeping this many files. Default 10 MB × 5.
     pub log_max_bytes: u64,
     pub log_keep: u32,
+    /// Names of TCP ports to lease for it (`--port NAME`, `ports = [...]`),
+    /// held as long as the service is defined.
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 pub const STOP_GRACE_MS: u64 = 10_000;
@@ -270,6 +274,9 @@ pub struct ServiceView {
     /// When in backoff: how long until the next start.
     pub next_start_ms: Option<u64>,
     pub restart_policy: RestartPolicy,
+    /// Its leased TCP ports: (name, port).
+    #[serde(default)]
+    pub ports: Vec<(String, u16)>,
 }
 
 #[cfg(test)]

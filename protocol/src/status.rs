@@ -44,6 +44,9 @@ pub struct HostStatus {
     pub services: Vec<crate::ServiceView>,
     /// `None` when `[cluster]` is not configured.
     pub cluster: Option<ClusterStatus>,
+    /// `sc drain` is in effect: no job is admitted until `sc undrain`.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// This host as a cluster member, in `sc status`.

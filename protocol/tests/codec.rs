@@ -54,6 +54,7 @@ fn arb_exec() -> impl Strategy<Value = ExecRequest> {
                         .map(|(name, units)| Need { name, units })
                         .collect(),
                     no_preempt: pid % 2 == 0,
+                    ports: vec![],
                 }
             },
         )

@@ -134,6 +134,9 @@ pub struct ServiceSection {
     pub stop_grace: Option<String>,
     pub log_max_size: Option<String>,
     pub log_keep: Option<u32>,
+    /// Names of TCP ports to lease for it (`ports = ["web"]`).
+    #[serde(default)]
+    pub ports: Vec<String>,
     pub startup: Option<ProbeSection>,
     pub readiness: Option<ProbeSection>,
     pub liveness: Option<ProbeSection>,
@@ -204,6 +207,8 @@ pub struct HostSection {
     pub pressure_hold_down: Option<String>,
     pub pressure_freeze_gap: Option<String>,
     pub pressure_poll: Option<String>,
+    /// TCP ports leased to `--port` jobs and services: "FIRST-LAST".
+    pub port_range: Option<String>,
 }
 
 /// Config values with units parsed and checked.
@@ -220,6 +225,7 @@ pub struct Resolved {
     pub reserve: Option<u64>,
     pub overcommit: f64,
     pub default_mem: u64,
+    pub port_range: crate::ports::PortRange,
     pub services: Vec<ServiceSpec>,
     pub labels: Vec<(String, String)>,
     pub cluster: Option<ClusterConfig>,
@@ -388,6 +394,13 @@ impl Config {
             overcommit,
             default_mem: size("host", "default_mem", &h.default_mem)?
                 .unwrap_or(DEFAULT_DEFAULT_MEM),
+            port_range: h
+                .port_range
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| value_err("host", "port_range", e))?
+                .unwrap_or_default(),
         })
     }
 }
@@ -565,6 +578,7 @@ fn service_spec(s: &ServiceSection) -> Result<ServiceSpec, String> {
             .map_err(|e| format!("log_max_size: {e}"))?
             .unwrap_or(sc_protocol::LOG_MAX_BYTES),
         log_keep: s.log_keep.unwrap_or(sc_protocol::LOG_KEEP),
+        ports: s.ports.clone(),
     };
     check_service(&spec).map_err(|e| e.to_string())?;
     Ok(spec)
@@ -618,6 +632,7 @@ pub fn check_service(s: &ServiceSpec) -> anyhow::Result<()> {
     if s.log_keep == 0 {
         anyhow::bail!("service {}: log_keep must be at least 1", s.name);
     }
+    crate::ports::check_names(&s.ports).map_err(|e| anyhow::anyhow!("service {}: {e}", s.name))?;
     if s.log_max_bytes < 4096 {
         anyhow::bail!("service {}: log_max_size must be at least 4K", s.name);
     }

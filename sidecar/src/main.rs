@@ -12,6 +12,7 @@ mod config;
 mod daemon;
 mod dlock;
 mod pressure;
+mod ports;
 mod wire;
 
 use std::process::ExitCode;

@@ -63,11 +63,16 @@ fn request(args: &ExecArgs, pid: u32, needs: Vec<Need>) -> ExecRequest {
         wait_timeout_ms: args.wait_timeout.map(|d| d.as_millis() as u64),
         needs,
         no_preempt: args.no_preempt,
+        ports: args.ports.clone(),
     }
 }
 
 async fn run(args: ExecArgs) -> u8 {
     let mut rep = Reporter::new(args.json);
+    if let Err(e) = crate::ports::check_names(&args.ports) {
+        rep.error(&format!("--port: {e}"));
+        return EXIT_SC_ERROR;
+    }
     let needs = match super::needs::merge_needs(&args.needs) {
         Ok(n) => n,
         Err(e) => {

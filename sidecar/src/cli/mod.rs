@@ -3,7 +3,9 @@
 
 mod board;
 mod child;
+mod drain;
 mod exec;
+mod generate;
 mod needs;
 mod reattach;
 mod report;
@@ -53,6 +55,16 @@ pub enum Verb {
     Pause { id: u64 },
     /// Thaw a paused job.
     Resume { id: u64 },
+    /// Stop admitting jobs on this host: running jobs finish, queued ones
+    /// wait ("host is draining"), waiting --needs jobs give their cluster
+    /// claims back. Root or the daemon's own user; survives a restart.
+    Drain {
+        /// Return only once no job is running any more.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Admit jobs again after `sc drain`.
+    Undrain,
     /// Long-running services: supervised, probed, restarted.
     Service {
         #[command(subcommand)]
@@ -86,6 +98,13 @@ pub enum Verb {
         #[command(subcommand)]
         verb: ConfigVerb,
     },
+    /// Print a shell completion script on stdout (bash, zsh or fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: generate::CompletionShell,
+    },
+    /// Print the man page sc(1) (roff) on stdout: `sc man | man -l -`.
+    Man,
     /// Benchmark of the cluster gossip (docs/benchmarks.md).
     #[command(hide = true)]
     BenchGossip(crate::cluster::bench::BenchGossipArgs),
@@ -161,6 +180,10 @@ pub struct ExecArgs {
     /// stopped if its lease on them is no longer renewed.
     #[arg(long, value_delimiter = ',', value_name = "NAME[:UNITS]", value_parser = needs::parse_need)]
     pub needs: Vec<sc_protocol::Need>,
+    /// Lease a free TCP port of the host for the job's life (repeatable):
+    /// $PORT and $SC_PORT_NAME (the first), $SC_PORT_<NAME> each.
+    #[arg(long = "port", value_name = "NAME")]
+    pub ports: Vec<String>,
     /// Report state changes as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
@@ -223,6 +246,10 @@ pub fn main() -> ExitCode {
         Verb::Cancel { id } => verbs::control(sc_protocol::Request::Cancel { job: id }),
         Verb::Pause { id } => verbs::control(sc_protocol::Request::Pause { job: id }),
         Verb::Resume { id } => verbs::control(sc_protocol::Request::Resume { job: id }),
+        Verb::Drain { wait } => drain::drain(wait),
+        Verb::Undrain => verbs::control(sc_protocol::Request::Undrain),
+        Verb::Completions { shell } => generate::completions(shell),
+        Verb::Man => generate::man(),
         Verb::Service { verb } => service::main(verb),
         Verb::Board { json, watch } => board::board(json, watch),
         Verb::Cluster { verb } => board::cluster(verb),

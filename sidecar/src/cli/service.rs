@@ -78,6 +78,10 @@ pub struct AddArgs {
     /// Run as this user (root only; default: you).
     #[arg(long)]
     pub user: Option<String>,
+    /// Lease a free TCP port for it, held while it is defined: $PORT and
+    /// $SC_PORT_NAME (the first), $SC_PORT_<NAME> each (repeatable).
+    #[arg(long = "port", value_name = "NAME")]
+    pub ports: Vec<String>,
     #[arg(long, value_parser = size)]
     pub mem_limit: Option<u64>,
     #[arg(long, value_parser = super::parse_cpus)]
@@ -247,6 +251,7 @@ pub fn spec_of(a: AddArgs) -> Result<ServiceSpec> {
         )?,
         log_max_bytes: a.log_max_size.unwrap_or(sc_protocol::LOG_MAX_BYTES),
         log_keep: a.log_keep.unwrap_or(sc_protocol::LOG_KEEP),
+        ports: a.ports,
     };
     crate::config::check_service(&spec)?;
     Ok(spec)
@@ -328,6 +333,14 @@ pub fn print_services(out: &mut impl Write, services: &[ServiceView]) -> std::io
             s.mem_current.map(format_size).unwrap_or_else(|| "-".into()),
             s.last_reason.as_deref().unwrap_or("-"),
         )?;
+        if !s.ports.is_empty() {
+            writeln!(
+                out,
+                "{:<16} ports {}",
+                "",
+                super::verbs::ports_text(&s.ports)
+            )?;
+        }
     }
     Ok(())
 }

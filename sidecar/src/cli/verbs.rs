@@ -29,14 +29,14 @@ pub fn daemon(args: DaemonArgs) -> Result<()> {
     rt.block_on(daemon::run(opts))
 }
 
-fn ask(req: Request) -> Result<Response> {
+pub(super) fn ask(req: Request) -> Result<Response> {
     super::runtime()?.block_on(async {
         let mut conn = client::connect_to(&client::choose_socket().path).await?;
         conn.call(&req).await
     })
 }
 
-fn refused(resp: Response) -> anyhow::Error {
+pub(super) fn refused(resp: Response) -> anyhow::Error {
     match resp {
         Response::Error { message, .. } => anyhow::anyhow!("{message}"),
         other => anyhow::anyhow!("unexpected answer from the daemon: {other:?}"),
@@ -100,6 +100,9 @@ fn ps_line(j: &JobView) -> String {
     if j.paused.is_some() {
         tail.push_str(&format!("  — {}", state_text(j)));
     }
+    if !j.ports.is_empty() {
+        tail.push_str(&format!("  [ports {}]", ports_text(&j.ports)));
+    }
     if let Some(w) = &j.waiting {
         let pos = j
             .position
@@ -121,6 +124,15 @@ fn ps_line(j: &JobView) -> String {
         format_duration(Duration::from_millis(j.age_ms)),
         tail
     )
+}
+
+/// `web=20001,api=20002`, as `sc ps` shows leased ports.
+pub(super) fn ports_text(ports: &[(String, u16)]) -> String {
+    ports
+        .iter()
+        .map(|(n, p)| format!("{n}={p}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -184,6 +196,12 @@ pub fn status(json: bool) -> Result<()> {
         "jobs:          {} running, {} queued",
         st.jobs_running, st.jobs_queued
     )?;
+    if st.draining {
+        writeln!(
+            out,
+            "draining:      yes — no job is admitted until `sc undrain`"
+        )?;
+    }
     let b = &st.backend;
     let enforced = if b.enforced.is_empty() {
         "nothing".to_string()

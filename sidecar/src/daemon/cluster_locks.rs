@@ -59,11 +59,15 @@ pub struct JobClaim {
 struct ReleaseOnDrop {
     job: JobId,
     tx: UnboundedSender<JobId>,
+    /// Cleared when the claim was released synchronously ([`Locks::give_back`]).
+    armed: bool,
 }
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        let _ = self.tx.send(self.job);
+        if self.armed {
+            let _ = self.tx.send(self.job);
+        }
     }
 }
 
@@ -124,8 +128,18 @@ impl Locks {
             _release: ReleaseOnDrop {
                 job,
                 tx: self.release_tx.clone(),
+                armed: true,
             },
         })
+    }
+
+    /// Release a job's claim now, while the job lives on (`sc drain`): done
+    /// in place rather than through the drop channel, so a release still in
+    /// flight can never cancel the job's next request under the same id.
+    pub fn give_back(&mut self, mut claim: JobClaim) {
+        claim._release.armed = false;
+        self.engine.release(claim._release.job, now());
+        self.wake.notify_one();
     }
 
     /// `sc status`: every resource with its holders, queue and conflict.

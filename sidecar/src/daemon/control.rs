@@ -48,6 +48,7 @@ pub fn ps(shared: &Shared) -> Response {
                 paused_ms: since.elapsed().as_millis() as u64,
             }),
             no_preempt: j.exec.no_preempt,
+            ports: j.ports.clone(),
         })
         .collect();
     Response::Jobs {
@@ -128,6 +129,7 @@ pub fn status(shared: &Shared) -> Response {
                 resources: d.locks.as_ref().map(|l| l.status()).unwrap_or_default(),
             }
         }),
+        draining: d.draining,
     };
     Response::Status(Box::new(status))
 }

@@ -63,6 +63,7 @@ fn validate(exec: &ExecRequest, peer: Peer) -> Result<(), String> {
     if r.pids == Some(0) {
         return Err("--pids must be at least 1".into());
     }
+    crate::ports::check_names(&exec.ports).map_err(|e| format!("--port: {e}"))?;
     Ok(())
 }
 
@@ -285,6 +286,18 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
     let Some(job) = d.jobs.get(&id) else {
         return Err(format!("no job {id}"));
     };
+    let ports = match (job.exec.ports.is_empty(), job.ports.is_empty()) {
+        (false, true) => {
+            let names = job.exec.ports.clone();
+            let leased = d.lease_ports(&names)?;
+            tracing::info!(job = id, ports = ?leased, "ports leased");
+            leased
+        }
+        _ => job.ports.clone(),
+    };
+    let Some(job) = d.jobs.get(&id) else {
+        return Err(format!("no job {id}"));
+    };
     let pid = job.exec.pid;
     // Only the caller's own child may be placed: otherwise anyone could move
     // someone else's process under a job's limits. Checked again here because
@@ -331,10 +344,12 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
     job.started_at = Some(Instant::now());
     job.started_wall = Some(wall_ms());
     job.last_wait = None;
+    job.ports = ports;
     let mut env = vec![("SC_JOB_ID".to_string(), id.to_string())];
     if let Some(name) = &job.exec.name {
         env.push(("SC_JOB_NAME".to_string(), name.clone()));
     }
+    env.extend(crate::ports::env_of(&job.ports));
     let lease_until_ms = job.claim.as_ref().and_then(|c| {
         env.extend(fence_env(c.tokens.as_deref()?));
         c.lease_until

@@ -9,11 +9,13 @@
 mod board_state;
 pub(crate) mod cluster_locks;
 mod control;
+mod drain;
 mod lifecycle;
 pub mod logs;
 pub(crate) mod metrics;
 mod metrics_http;
 mod pressure;
+mod port_leases;
 mod scheduler;
 pub(crate) mod services;
 mod session;

@@ -182,6 +182,12 @@ async fn run(
             Request::ServiceRemove { name } => {
                 let _ = tx.send(services::verbs::remove(shared, peer, &name).await);
             }
+            Request::Drain => {
+                let _ = tx.send(super::drain::drain(shared, peer));
+            }
+            Request::Undrain => {
+                let _ = tx.send(super::drain::undrain(shared, peer));
+            }
             Request::Board => {
                 let _ = tx.send(control::board(shared));
             }
@@ -396,6 +402,7 @@ pub fn new_job(
         claim: None,
         held_in_group: false,
         paused: None,
+        ports: Vec::new(),
     }
 }
 

@@ -233,6 +233,7 @@ fn adopt(daemon: &mut Daemon) {
             claim: None,
             held_in_group: false,
             paused: None,
+            ports: rec.ports,
         };
         // A job that held cluster resources lost them with the old
         // generation: others count its slot free once this generation
@@ -332,8 +333,15 @@ fn start_services(shared: &Shared, from_config: Vec<sc_protocol::ServiceSpec>) {
             }
         };
         let name = spec.name.clone();
+        let ports = match d.lease_ports(&spec.ports) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(service = name, "not starting: {e}");
+                continue;
+            }
+        };
         let entry = driver::spawn(
-            shared, &d.tree, &d.store, spec, source, owner, run_as, enabled,
+            shared, &d.tree, &d.store, spec, source, owner, run_as, enabled, ports,
         );
         d.services.entries.insert(name, entry);
     }
@@ -407,7 +415,12 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         cluster: None,
         locks: None,
         metrics: Default::default(),
+        draining: super::drain::marker(&state_dir).exists(),
+        port_leaser: super::port_leases::PortLeaser::new(cfg.port_range),
     };
+    if daemon.draining {
+        tracing::warn!("this host is draining (sc drain): no job is admitted until sc undrain");
+    }
     adopt(&mut daemon);
     let services = cfg.services.clone();
     // Bound before the socket: a daemon that cannot serve its configured

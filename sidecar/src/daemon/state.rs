@@ -71,6 +71,8 @@ pub struct Job {
     pub claim: Option<super::cluster_locks::JobClaim>,
     /// Why and since when it is frozen (with `state == Paused`).
     pub paused: Option<(PauseReason, Instant)>,
+    /// Its leased TCP ports (`--port`), from placement on: (name, port).
+    pub ports: Vec<(String, u16)>,
 }
 
 impl Job {
@@ -101,6 +103,7 @@ impl Job {
             },
             queued_at: self.queued_wall,
             started_at: self.started_wall,
+            ports: self.ports.clone(),
         }
     }
 
@@ -188,6 +191,10 @@ pub struct Daemon {
     pub locks: Option<super::cluster_locks::Locks>,
     /// Event counters for `[metrics] listen` (also in `Shared`).
     pub metrics: std::sync::Arc<super::metrics::Metrics>,
+    /// `sc drain` is in effect: nothing is admitted.
+    pub draining: bool,
+    /// The `[host] port_range` and where the next lease search starts.
+    pub port_leaser: super::port_leases::PortLeaser,
 }
 
 pub fn wall_ms() -> u64 {
@@ -219,7 +226,11 @@ impl Daemon {
                     seq: job.seq,
                     mem: job.reserved,
                     cpu_milli: job.exec.requests.cpu_milli.unwrap_or(0),
-                    blocked: self.gate_reason(job),
+                    blocked: if self.draining {
+                        Some(WaitReason::Draining)
+                    } else {
+                        self.gate_reason(job)
+                    },
                 });
             }
         }

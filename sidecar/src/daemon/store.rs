@@ -35,6 +35,9 @@ pub struct PersistedJob {
     /// Unix time in ms.
     pub queued_at: u64,
     pub started_at: Option<u64>,
+    /// Its leased ports (`--port`), so they stay its own after a restart.
+    #[serde(default)]
+    pub ports: Vec<(String, u16)>,
 }
 
 /// One finished job in `history.jsonl`.
@@ -283,6 +286,7 @@ mod tests {
             wait_timeout_ms: None,
             needs: Vec::new(),
             no_preempt: false,
+            ports: Vec::new(),
         }
     }
 
@@ -299,6 +303,7 @@ mod tests {
             state: PersistedState::Running { pid: 42 },
             queued_at: 1,
             started_at: Some(2),
+            ports: vec![("web".into(), 20001)],
         };
         store.save_job(&job).unwrap();
         std::fs::write(dir.path().join("jobs/9.json"), b"{not json").unwrap();

@@ -29,7 +29,12 @@ pub fn spawn(
     owner: u32,
     run_as: Option<RunAs>,
     start: bool,
+    ports: Vec<(String, u16)>,
 ) -> ServiceEntry {
+    // The process and its exec probes see the leased ports; the entry
+    // keeps the definition as given (it is what is persisted and shown).
+    let mut run_spec = spec.clone();
+    run_spec.env.extend(crate::ports::env_of(&ports));
     // Until the driver's first publication, say what it is about to do:
     // a `--wait-for` arriving now must wait, not find it stopped.
     let status = Arc::new(Mutex::new(ServiceStatus {
@@ -45,7 +50,7 @@ pub fn spawn(
         shared: shared.clone(),
         machine: ServiceMachine::new(MachineConfig::from(&spec)),
         log: open_log(store, &spec),
-        spec: spec.clone(),
+        spec: run_spec,
         clear_env: source == ServiceSource::Runtime,
         run_as,
         tree: tree.clone(),
@@ -64,6 +69,7 @@ pub fn spawn(
         owner,
         status,
         control: tx,
+        ports,
     }
 }
 

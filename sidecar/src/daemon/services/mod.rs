@@ -67,6 +67,8 @@ pub struct ServiceEntry {
     pub owner: u32,
     pub status: Arc<Mutex<ServiceStatus>>,
     pub control: UnboundedSender<Control>,
+    /// Its leased TCP ports, held while it is defined: (name, port).
+    pub ports: Vec<(String, u16)>,
 }
 
 impl ServiceEntry {
@@ -148,6 +150,7 @@ impl ServiceTable {
                         .next_start
                         .map(|t| t.saturating_duration_since(now).as_millis() as u64),
                     restart_policy: e.spec.restart.policy,
+                    ports: e.ports.clone(),
                 }
             })
             .collect()

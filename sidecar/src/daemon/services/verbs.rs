@@ -88,6 +88,10 @@ pub fn add(shared: &Shared, peer: Peer, spec: ServiceSpec, start: bool) -> Respo
             format!("a service named {} already exists", spec.name),
         );
     }
+    let ports = match d.lease_ports(&spec.ports) {
+        Ok(p) => p,
+        Err(e) => return err(ErrorKind::BadRequest, format!("service {}: {e}", spec.name)),
+    };
     let record = PersistedService {
         spec: spec.clone(),
         owner: peer.uid,
@@ -109,6 +113,7 @@ pub fn add(shared: &Shared, peer: Peer, spec: ServiceSpec, start: bool) -> Respo
         peer.uid,
         run_as,
         start,
+        ports,
     );
     d.services.entries.insert(name.clone(), entry);
     tracing::info!(service = name, owner = peer.uid, "service added");
