@@ -142,6 +142,11 @@ pub enum Request {
     },
     /// The cluster board as this host sees it.
     Board,
+    /// Finished jobs, oldest first: the last `limit` (0: all that are kept).
+    /// Answered by `HistoryPage`s until one says `more: false`.
+    History {
+        limit: u32,
+    },
 }
 
 /// Why a queued job is not running yet.
@@ -249,6 +254,9 @@ pub struct JobView {
     pub needs: Vec<Need>,
     /// Fencing token of each resource it holds (running jobs).
     pub fence_tokens: Vec<(String, u64)>,
+    /// Where `reserved` came from (`--mem`, learned, the default).
+    #[serde(default)]
+    pub mem_source: Option<crate::MemSource>,
 }
 
 /// Resource accounting of a finished job.
@@ -289,6 +297,9 @@ pub enum Response {
     Queued {
         job: JobId,
         position: u32,
+        /// The memory reservation admission uses, and why (`--explain`).
+        #[serde(default)]
+        reservation: Option<crate::Reservation>,
     },
     /// Sent whenever the reason or position changes.
     Waiting {
@@ -358,6 +369,12 @@ pub enum Response {
     Lease {
         job: JobId,
         until_ms: u64,
+    },
+    /// Answer to `History`: some finished jobs, oldest first; `more` says
+    /// another page follows (pages keep each frame far below the limit).
+    HistoryPage {
+        entries: Vec<crate::HistoryEntry>,
+        more: bool,
     },
 }
 

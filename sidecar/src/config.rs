@@ -6,6 +6,7 @@
 //! `sc_protocol::units`. This module only parses and validates: resolving
 //! defaults that need the machine (memory, cores) happens in the daemon.
 
+mod learning;
 mod resources;
 
 pub use resources::{ResourceConfig, ResourceMode};
@@ -28,6 +29,9 @@ pub struct Config {
     /// `[resources]`: cluster-wide resources (see `config/resources.rs`).
     #[serde(default)]
     pub resources: std::collections::BTreeMap<String, resources::ResourceValue>,
+    /// `[learning]`: learned memory requests (see `config/learning.rs`).
+    #[serde(default)]
+    pub learning: learning::LearningSection,
 }
 
 /// `[cluster]`: gossip with the other hosts' sidecars (QUIC + mutual TLS).
@@ -209,6 +213,10 @@ pub struct Resolved {
     pub cluster: Option<ClusterConfig>,
     /// `[resources]`, sorted by name; empty without `[cluster]`.
     pub resources: Vec<ResourceConfig>,
+    /// `[learning]`: how jobs without `--mem` learn their reservation.
+    pub learning: crate::learning::LearnParams,
+    /// Finished jobs kept in the history store.
+    pub history_keep: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,7 +338,16 @@ impl Config {
                     message,
                 }
             })?;
+        let (learning, history_keep) =
+            learning::resolve(&self.learning).map_err(|(key, message)| ConfigError::Value {
+                path: path.to_path_buf(),
+                section: "learning",
+                key,
+                message,
+            })?;
         Ok(Resolved {
+            learning,
+            history_keep,
             cluster,
             resources,
             labels: h

@@ -11,6 +11,7 @@ mod cluster;
 mod config;
 mod daemon;
 mod dlock;
+mod learning;
 mod wire;
 
 use std::process::ExitCode;

@@ -67,6 +67,7 @@ fn request(args: &ExecArgs, pid: u32, needs: Vec<Need>) -> ExecRequest {
 
 async fn run(args: ExecArgs) -> u8 {
     let mut rep = Reporter::new(args.json);
+    rep.explain = args.explain;
     let needs = match super::needs::merge_needs(&args.needs) {
         Ok(n) => n,
         Err(e) => {
@@ -129,9 +130,14 @@ async fn wait_for_grant(
             _ = tick.tick() => { rep.refresh(); continue; }
         };
         match resp {
-            Ok(Response::Queued { job: j, position }) => {
+            Ok(Response::Queued {
+                job: j,
+                position,
+                reservation,
+            }) => {
                 job = Some(j);
                 rep.queued(j, position);
+                rep.explain_reservation(j, reservation.as_ref());
             }
             Ok(Response::Reattached { job: j }) => job = Some(j),
             Ok(Response::Waiting {

@@ -4,6 +4,7 @@
 mod board;
 mod child;
 mod exec;
+mod history;
 mod needs;
 mod reattach;
 mod report;
@@ -80,6 +81,16 @@ pub enum Verb {
     Cluster {
         #[command(subcommand)]
         verb: board::ClusterVerb,
+    },
+    /// Finished jobs, oldest first: command, outcome, peak memory, CPU,
+    /// wall and wait times.
+    History {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Show the last N jobs (0: all that are kept).
+        #[arg(short = 'n', long = "lines", default_value = "20")]
+        n: u32,
     },
     /// Configuration file tools.
     Config {
@@ -164,6 +175,10 @@ pub struct ExecArgs {
     /// Report state changes as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
+    /// Say on stderr which memory reservation admission uses and why
+    /// (--mem, learned from earlier runs, or the default), then run.
+    #[arg(long)]
+    pub explain: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -216,6 +231,7 @@ pub fn main() -> ExitCode {
         Verb::Daemon(args) => verbs::daemon(args),
         Verb::Ps { json } => verbs::ps(json),
         Verb::Status { json } => verbs::status(json),
+        Verb::History { json, n } => history::history(json, n),
         Verb::Cancel { id } => verbs::control(sc_protocol::Request::Cancel { job: id }),
         Verb::Pause { id } => verbs::control(sc_protocol::Request::Pause { job: id }),
         Verb::Resume { id } => verbs::control(sc_protocol::Request::Resume { job: id }),

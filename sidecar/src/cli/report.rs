@@ -3,7 +3,7 @@
 //! stderr with `--json`. Stdout is never touched: it is the command's.
 
 use sc_protocol::units::{format_duration, format_size};
-use sc_protocol::{JobId, JobUsage, WaitReason};
+use sc_protocol::{JobId, JobUsage, Reservation, WaitReason};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
@@ -16,6 +16,8 @@ pub struct Reporter {
     pub since: Instant,
     pub job: Option<JobId>,
     pub wait: Option<(WaitReason, u32)>,
+    /// `--explain`: say which memory reservation admission uses and why.
+    pub explain: bool,
 }
 
 impl Reporter {
@@ -27,6 +29,7 @@ impl Reporter {
             since: Instant::now(),
             job: None,
             wait: None,
+            explain: false,
         }
     }
 
@@ -43,6 +46,25 @@ impl Reporter {
     pub fn queued(&mut self, job: JobId, position: u32) {
         self.job = Some(job);
         self.emit(json!({"event": "queued", "job": job, "position": position}));
+    }
+
+    /// `--explain`: the reservation the daemon chose, as a line or an
+    /// `explain` event.
+    pub fn explain_reservation(&mut self, job: JobId, r: Option<&Reservation>) {
+        if !self.explain {
+            return;
+        }
+        let Some(r) = r else {
+            self.say("this daemon does not say how it chose the memory reservation");
+            return;
+        };
+        if self.json {
+            self.emit(json!({
+                "event": "explain", "job": job, "mem": r.mem, "source": r.source, "why": r.why,
+            }));
+        } else {
+            self.say(&format!("job {job} reserves memory: {}", r.why));
+        }
     }
 
     pub fn waiting(&mut self, job: JobId, reason: &WaitReason, position: u32, waited_ms: u64) {

@@ -9,6 +9,7 @@
 mod board_state;
 pub(crate) mod cluster_locks;
 mod control;
+mod history;
 mod lifecycle;
 pub mod logs;
 mod scheduler;
