@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 /// Where the memory reservation admission uses for a job came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum MemSource {
     /// `--mem` was given.
     Requested,
