@@ -27,10 +27,25 @@ fn params(runs: usize, percentile: u8, headroom: f64) -> LearnParams {
     }
 }
 
+/// (what, runs oldest first, params, learned (MiB, runs)).
+type LearnCase = (&'static str, Vec<Run>, LearnParams, Option<(u64, u32)>);
+
+/// (what, --mem, learned, usable, params, reserved, source, reason contains).
+type ChooseCase<'a> = (
+    &'static str,
+    Option<u64>,
+    Option<Learned>,
+    u64,
+    &'a LearnParams,
+    u64,
+    MemSource,
+    &'static str,
+);
+
 #[test]
 fn learn_table() {
     #[rustfmt::skip]
-    let cases: Vec<(&str, Vec<Run>, LearnParams, Option<(u64, u32)>)> = vec![
+    let cases: Vec<LearnCase> = vec![
         ("no runs", vec![], params(10, 90, 1.2), None),
         ("one run, no headroom", vec![ok(100)], params(10, 90, 1.0), Some((100, 1))),
         ("one run, 20% headroom", vec![ok(100)], params(10, 90, 1.2), Some((120, 1))),
@@ -99,7 +114,7 @@ fn choose_table() {
         runs: 7,
     });
     #[rustfmt::skip]
-    let cases: Vec<(&str, Option<u64>, Option<Learned>, u64, &LearnParams, u64, MemSource, &str)> = vec![
+    let cases: Vec<ChooseCase> = vec![
         ("--mem wins", Some(2048 * M), learned, 4096 * M, &p, 2048 * M, MemSource::Requested, "--mem 2.0 GiB given"),
         ("learned", None, learned, 4096 * M, &p, 300 * M, MemSource::Learned { runs: 7 },
          "learned 300.0 MiB: p90 of peak memory over the last 7 runs of `cargo build` in /src, plus 20%"),
