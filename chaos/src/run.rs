@@ -220,7 +220,7 @@ fn run_in(o: &Opts, lab: &mut Lab) -> Result<i32, String> {
             return Err("interrupted".into());
         }
     }
-    // Let the daemons write the history lines of the last ends.
+    // Let the daemons record the last ends in their history stores.
     sleep_unless_interrupted(Duration::from_secs(2));
     stamps.poll();
     lab.stop_all(Duration::from_secs(15));

@@ -7,6 +7,8 @@
 //!
 //! - [`board`]: the cluster board's keys and values, and `sc board`'s view.
 //! - [`dl`]: the one board value that carries a host's cluster-lock state.
+//! - [`history`]: finished jobs (`sc history`) and where a job's memory
+//!   reservation came from (learned, requested, default).
 //! - [`codec`]: length-prefixed frames with a magic, a version and a kind.
 //! - [`message`]: the local API, one `Request` variant per CLI verb.
 //! - [`resource`]: cluster resources a job needs (`--needs`), their holders
@@ -19,6 +21,7 @@
 pub mod board;
 pub mod codec;
 pub mod dl;
+pub mod history;
 pub mod message;
 pub mod resource;
 pub mod service;
@@ -26,6 +29,7 @@ pub mod status;
 pub mod units;
 
 pub use codec::{CodecError, FrameDecoder, FrameKind, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use history::{HistoryEntry, MemSource, Reservation};
 pub use message::*;
 pub use resource::{ENV_FENCE_TOKEN, ENV_RESOURCE, fence_token_var, fence_tokens_of_env};
 pub use service::*;

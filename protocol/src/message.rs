@@ -156,6 +156,11 @@ pub enum Request {
     Drain,
     /// `sc undrain`: admit jobs again.
     Undrain,
+    /// Finished jobs, oldest first: the last `limit` (0: all that are kept).
+    /// Answered by `HistoryPage`s until one says `more: false`.
+    History {
+        limit: u32,
+    },
 }
 
 /// Why a queued job is not running yet.
@@ -272,6 +277,9 @@ pub struct JobView {
     /// Its leased TCP ports (`--port`), once started: (name, port).
     #[serde(default)]
     pub ports: Vec<(String, u16)>,
+    /// Where `reserved` came from (`--mem`, learned, the default).
+    #[serde(default)]
+    pub mem_source: Option<crate::MemSource>,
 }
 
 /// Why a job is frozen, as `sc ps` shows it.
@@ -340,6 +348,9 @@ pub enum Response {
     Queued {
         job: JobId,
         position: u32,
+        /// The memory reservation admission uses, and why (`--explain`).
+        #[serde(default)]
+        reservation: Option<crate::Reservation>,
     },
     /// Sent whenever the reason or position changes.
     Waiting {
@@ -409,6 +420,12 @@ pub enum Response {
     Lease {
         job: JobId,
         until_ms: u64,
+    },
+    /// Answer to `History`: some finished jobs, oldest first; `more` says
+    /// another page follows (pages keep each frame far below the limit).
+    HistoryPage {
+        entries: Vec<crate::HistoryEntry>,
+        more: bool,
     },
 }
 

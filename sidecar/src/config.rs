@@ -6,6 +6,7 @@
 //! `sc_protocol::units`. This module only parses and validates: resolving
 //! defaults that need the machine (memory, cores) happens in the daemon.
 
+mod learning;
 mod ops;
 mod pressure;
 mod resources;
@@ -35,6 +36,9 @@ pub struct Config {
     /// `[metrics]`: the Prometheus endpoint (see `config/ops.rs`).
     #[serde(default)]
     pub metrics: ops::MetricsSection,
+    /// `[learning]`: learned memory requests (see `config/learning.rs`).
+    #[serde(default)]
+    pub learning: learning::LearningSection,
 }
 
 /// `[cluster]`: gossip with the other hosts' sidecars (QUIC + mutual TLS).
@@ -236,6 +240,10 @@ pub struct Resolved {
     pub cgroup_leaf: CgroupLeaf,
     /// The `[host] pressure*` keys.
     pub pressure: PressureConfig,
+    /// `[learning]`: how jobs without `--mem` learn their reservation.
+    pub learning: crate::learning::LearnParams,
+    /// Finished jobs kept in the history store.
+    pub history_keep: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -360,7 +368,16 @@ impl Config {
             })?;
         let metrics_listen = ops::metrics_listen(&self.metrics)
             .map_err(|message| value_err("metrics", "listen", message))?;
+        let (learning, history_keep) =
+            learning::resolve(&self.learning).map_err(|(key, message)| ConfigError::Value {
+                path: path.to_path_buf(),
+                section: "learning",
+                key,
+                message,
+            })?;
         Ok(Resolved {
+            learning,
+            history_keep,
             pressure,
             cluster,
             resources,

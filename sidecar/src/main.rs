@@ -11,8 +11,9 @@ mod cluster;
 mod config;
 mod daemon;
 mod dlock;
-mod pressure;
+mod learning;
 mod ports;
+mod pressure;
 mod wire;
 
 use std::process::ExitCode;

@@ -24,6 +24,7 @@
 
 mod cluster;
 mod daemon;
+mod history;
 mod process;
 mod raw;
 mod records;
@@ -36,6 +37,7 @@ pub use cluster::{
     report, seeds_except,
 };
 pub use daemon::{DaemonConfig, TestDaemon, wait_for_file_script};
+pub use history::history_of;
 pub use process::{RunOutput, ScChild, run, spawn};
 pub use raw::{RawClient, RawReply};
 pub use records::{Interval, read_intervals, record_script};

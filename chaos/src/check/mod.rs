@@ -34,7 +34,7 @@ pub struct Input<'a> {
     pub stable_bound: u64,
     /// How long a job may wait while its resources sit free (stable cluster).
     pub liveness_bound: u64,
-    /// Per host: the records of its `history.jsonl`.
+    /// Per host: the records of its history store.
     pub histories: &'a [Vec<Value>],
     /// Per host: job records (`state/jobs/*.json`) left after teardown.
     pub leftover_records: &'a [Vec<String>],

@@ -73,6 +73,7 @@ async fn run(args: ExecArgs) -> u8 {
         rep.error(&format!("--port: {e}"));
         return EXIT_SC_ERROR;
     }
+    rep.explain = args.explain;
     let needs = match super::needs::merge_needs(&args.needs) {
         Ok(n) => n,
         Err(e) => {
@@ -135,9 +136,14 @@ async fn wait_for_grant(
             _ = tick.tick() => { rep.refresh(); continue; }
         };
         match resp {
-            Ok(Response::Queued { job: j, position }) => {
+            Ok(Response::Queued {
+                job: j,
+                position,
+                reservation,
+            }) => {
                 job = Some(j);
                 rep.queued(j, position);
+                rep.explain_reservation(j, reservation.as_ref());
             }
             Ok(Response::Reattached { job: j }) => job = Some(j),
             Ok(Response::Waiting {

@@ -6,6 +6,7 @@ mod child;
 mod drain;
 mod exec;
 mod generate;
+mod history;
 mod needs;
 mod reattach;
 mod report;
@@ -92,6 +93,16 @@ pub enum Verb {
     Cluster {
         #[command(subcommand)]
         verb: board::ClusterVerb,
+    },
+    /// Finished jobs, oldest first: command, outcome, peak memory, CPU,
+    /// wall and wait times.
+    History {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Show the last N jobs (0: all that are kept).
+        #[arg(short = 'n', long = "lines", default_value = "20")]
+        n: u32,
     },
     /// Configuration file tools.
     Config {
@@ -191,6 +202,10 @@ pub struct ExecArgs {
     /// higher-priority job (it may still be paused by hand with `sc pause`).
     #[arg(long)]
     pub no_preempt: bool,
+    /// Say on stderr which memory reservation admission uses and why
+    /// (--mem, learned from earlier runs, or the default), then run.
+    #[arg(long)]
+    pub explain: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -243,6 +258,7 @@ pub fn main() -> ExitCode {
         Verb::Daemon(args) => verbs::daemon(args),
         Verb::Ps { json } => verbs::ps(json),
         Verb::Status { json } => verbs::status(json),
+        Verb::History { json, n } => history::history(json, n),
         Verb::Cancel { id } => verbs::control(sc_protocol::Request::Cancel { job: id }),
         Verb::Pause { id } => verbs::control(sc_protocol::Request::Pause { job: id }),
         Verb::Resume { id } => verbs::control(sc_protocol::Request::Resume { job: id }),

@@ -3,7 +3,7 @@
 //! stderr with `--json`. Stdout is never touched: it is the command's.
 
 use sc_protocol::units::{format_duration, format_size};
-use sc_protocol::{JobId, JobUsage, WaitReason};
+use sc_protocol::{JobId, JobUsage, Reservation, WaitReason};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
@@ -18,6 +18,8 @@ pub struct Reporter {
     pub wait: Option<(WaitReason, u32)>,
     /// The running job is frozen: by what, and since when.
     paused: Option<(String, Instant)>,
+    /// `--explain`: say which memory reservation admission uses and why.
+    pub explain: bool,
 }
 
 impl Reporter {
@@ -30,6 +32,7 @@ impl Reporter {
             job: None,
             wait: None,
             paused: None,
+            explain: false,
         }
     }
 
@@ -46,6 +49,25 @@ impl Reporter {
     pub fn queued(&mut self, job: JobId, position: u32) {
         self.job = Some(job);
         self.emit(json!({"event": "queued", "job": job, "position": position}));
+    }
+
+    /// `--explain`: the reservation the daemon chose, as a line or an
+    /// `explain` event.
+    pub fn explain_reservation(&mut self, job: JobId, r: Option<&Reservation>) {
+        if !self.explain {
+            return;
+        }
+        let Some(r) = r else {
+            self.say("this daemon does not say how it chose the memory reservation");
+            return;
+        };
+        if self.json {
+            self.emit(json!({
+                "event": "explain", "job": job, "mem": r.mem, "source": r.source, "why": r.why,
+            }));
+        } else {
+            self.say(&format!("job {job} reserves memory: {}", r.why));
+        }
     }
 
     pub fn waiting(&mut self, job: JobId, reason: &WaitReason, position: u32, waited_ms: u64) {

@@ -1,4 +1,5 @@
-//! The one-shot verbs: `ps`, `status`, `cancel`, `pause`, `resume`.
+//! The one-shot verbs: `ps`, `status`, `cancel`, `pause`, `resume`,
+//! `history`.
 //!
 //! Each handler returns a `Response` (an error is data for the client, as in
 //! pueue). Who may act on a job is decided from the peer's SO_PEERCRED uid:
@@ -11,6 +12,49 @@ use super::state::{Ending, StopReason, reap, record_end};
 use sc_protocol::{
     BackendView, ErrorKind, HostStatus, JobId, JobState, JobView, PauseReason, PauseView, Response,
 };
+
+/// Bytes of entries (as JSON, larger than their bincode) per history page:
+/// one argv may be long, so pages are cut by size, not by count.
+const HISTORY_PAGE_BYTES: usize = 1 << 20;
+
+/// `sc history`: the last `limit` finished jobs, oldest first, in pages.
+/// Anyone who may use the socket may read it, as with `sc ps`. Read on a
+/// blocking thread: the whole store may be scanned.
+pub async fn history(shared: &Shared, limit: u32) -> Vec<Response> {
+    let store = shared.daemon().store.clone();
+    let listed = tokio::task::spawn_blocking(move || store.history().map(|h| h.list(limit))).await;
+    let entries = match listed {
+        Ok(Some(Ok((entries, bad)))) => {
+            if bad > 0 {
+                tracing::warn!("history: skipped {bad} unreadable record(s)");
+            }
+            entries
+        }
+        Ok(Some(Err(e))) => return vec![Response::error(ErrorKind::Internal, e.to_string())],
+        Ok(None) => Vec::new(),
+        Err(e) => return vec![Response::error(ErrorKind::Internal, e.to_string())],
+    };
+    let mut pages = Vec::new();
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        let size = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(0);
+        if !page.is_empty() && bytes + size > HISTORY_PAGE_BYTES {
+            pages.push(Response::HistoryPage {
+                entries: std::mem::take(&mut page),
+                more: true,
+            });
+            bytes = 0;
+        }
+        bytes += size;
+        page.push(e);
+    }
+    pages.push(Response::HistoryPage {
+        entries: page,
+        more: false,
+    });
+    pages
+}
 
 pub fn ps(shared: &Shared) -> Response {
     let d = shared.daemon();
@@ -49,6 +93,7 @@ pub fn ps(shared: &Shared) -> Response {
             }),
             no_preempt: j.exec.no_preempt,
             ports: j.ports.clone(),
+            mem_source: j.mem_source,
         })
         .collect();
     Response::Jobs {

@@ -67,6 +67,27 @@ fn validate(exec: &ExecRequest, peer: Peer) -> Result<(), String> {
     Ok(())
 }
 
+/// The memory reservation of a new job: its `--mem`, what earlier runs of
+/// the same command here taught (an in-memory lookup: this runs under the
+/// daemon lock on the enqueue path), or the default.
+fn reservation_of(d: &Daemon, exec: &ExecRequest) -> sc_protocol::Reservation {
+    let history = d.store.history();
+    let params = history.map(|h| h.params().clone()).unwrap_or_default();
+    let learned = match (exec.requests.mem, history) {
+        (None, Some(h)) if params.enabled => h.learned(&exec.argv, &exec.cwd),
+        _ => None,
+    };
+    crate::learning::choose(
+        exec.requests.mem,
+        learned,
+        d.capacity.default_mem,
+        d.capacity.mem_total.saturating_sub(d.capacity.reserve),
+        &exec.argv,
+        &exec.cwd,
+        &params,
+    )
+}
+
 /// Accept an `Exec`: check it, record it, queue it, answer `Queued`.
 /// Returns the job id and connection number, or `None` after an error reply.
 pub fn enqueue(
@@ -80,12 +101,12 @@ pub fn enqueue(
         return None;
     }
     let mut d = shared.daemon();
-    let reserved = exec.requests.mem.unwrap_or(d.capacity.default_mem);
+    let reservation = reservation_of(&d, &exec);
     if let Some(msg) = impossible(
         d.capacity.mem_total,
         d.capacity.reserve,
         d.capacity.cpu_capacity_milli(),
-        reserved,
+        reservation.mem,
         exec.requests.cpu_milli.unwrap_or(0),
     ) {
         let _ = tx.send(Response::error(ErrorKind::Impossible, msg));
@@ -100,7 +121,7 @@ pub fn enqueue(
         peer_pid: peer.pid,
         tx: tx.clone(),
     };
-    let job = new_job(id, seq, peer.uid, exec, reserved, link);
+    let job = new_job(id, seq, peer.uid, exec, &reservation, link);
     if let Err(e) = d.store.create_job(&job.persisted()) {
         let _ = tx.send(Response::error(
             ErrorKind::Internal,
@@ -112,7 +133,11 @@ pub fn enqueue(
     d.jobs.insert(id, job);
     let position = d.jobs.values().filter(|j| j.is_queued()).count() as u32;
     drop(d);
-    let _ = tx.send(Response::Queued { job: id, position });
+    let _ = tx.send(Response::Queued {
+        job: id,
+        position,
+        reservation: Some(reservation),
+    });
     prepare_cgroup(shared, id);
     // Decide right away rather than on the scheduler's next turn: an idle
     // host grants in the same step. Anything the pass leaves (abandoned

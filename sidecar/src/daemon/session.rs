@@ -194,6 +194,11 @@ async fn run(
             Request::ServiceList => {
                 let _ = tx.send(services::verbs::list(shared));
             }
+            Request::History { limit } => {
+                for resp in control::history(shared, limit).await {
+                    let _ = tx.send(resp);
+                }
+            }
             Request::Logs {
                 name,
                 lines,
@@ -377,7 +382,7 @@ pub fn new_job(
     seq: u64,
     owner: u32,
     exec: ExecRequest,
-    reserved: u64,
+    reservation: &sc_protocol::Reservation,
     client: ClientLink,
 ) -> Job {
     let limits = lifecycle::limits_of(&exec);
@@ -386,7 +391,8 @@ pub fn new_job(
         seq,
         owner,
         exec,
-        reserved,
+        reserved: reservation.mem,
+        mem_source: Some(reservation.source),
         limits,
         state: JobState::Queued,
         queued_at: Instant::now(),

@@ -217,6 +217,7 @@ fn adopt(daemon: &mut Daemon) {
             limits: super::lifecycle::limits_of(&rec.exec),
             exec: rec.exec,
             reserved: rec.reserved,
+            mem_source: rec.mem_source,
             state: JobState::Detached,
             queued_at: now.checked_sub(ago(rec.queued_at)).unwrap_or(now),
             queued_wall: rec.queued_at,
@@ -387,7 +388,12 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     let _ = std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700));
     let state_dir = state_dir.canonicalize().unwrap_or(state_dir);
     let _lock = lock_state_dir(&state_dir)?;
-    let store = super::store::Store::open(&state_dir)?;
+    let mut store = super::store::Store::open(&state_dir)?;
+    store.attach_history(std::sync::Arc::new(super::history::History::open(
+        &state_dir,
+        cfg.learning.clone(),
+        cfg.history_keep,
+    )));
     let capacity = capacity(&cfg)?;
     let tree = super::systemd::cgroup_tree(&instance_name(&state_dir), cfg.cgroup_leaf);
     let info = tree.info();

@@ -7,7 +7,7 @@
 //! Runtime-only things (client channels, cgroup handles) live here, never in
 //! `sc_protocol`.
 
-use super::store::{HistoryRecord, PersistedJob, PersistedState, Store};
+use super::store::{PersistedJob, PersistedState, Store};
 use crate::admission::{Candidate, Holder, HostReading, Snapshot};
 use sc_protocol::{ExecRequest, JobId, JobState, JobUsage, PauseReason, Response, WaitReason};
 use sc_supervisor::{Cgroup, CgroupTree, Limits};
@@ -47,8 +47,10 @@ pub struct Job {
     pub seq: u64,
     pub owner: u32,
     pub exec: ExecRequest,
-    /// Memory reservation for admission (the request or the default).
+    /// Memory reservation for admission (the request, learned, the default).
     pub reserved: u64,
+    /// Where `reserved` came from (`None`: adopted from an older daemon).
+    pub mem_source: Option<sc_protocol::MemSource>,
     pub limits: Limits,
     pub state: JobState,
     pub queued_at: Instant,
@@ -104,6 +106,7 @@ impl Job {
             queued_at: self.queued_wall,
             started_at: self.started_wall,
             ports: self.ports.clone(),
+            mem_source: self.mem_source,
         }
     }
 
@@ -349,7 +352,7 @@ impl Daemon {
     }
 
     /// Take a job out of the table for good. Its record stays on disk until
-    /// [`Daemon::record_end`] writes its history line.
+    /// [`record_end`] records it in the history.
     pub fn take(&mut self, id: JobId) -> Option<Job> {
         self.jobs.remove(&id)
     }
@@ -417,9 +420,10 @@ pub fn reap(job: &Job) -> JobUsage {
     usage
 }
 
-/// Append the history line and drop the live record.
+/// Record the job in the history store and drop its live record. Slow
+/// (the store fsyncs): call off the async runtime.
 pub fn record_end(store: &Store, job: &Job, ending: &Ending, usage: &JobUsage) {
-    let rec = HistoryRecord {
+    let rec = sc_protocol::HistoryEntry {
         id: job.id,
         owner: job.owner,
         argv: job.exec.argv.clone(),
@@ -436,9 +440,10 @@ pub fn record_end(store: &Store, job: &Job, ending: &Ending, usage: &JobUsage) {
         signal: ending.signal,
         reason: ending.reason.clone(),
         usage: usage.clone(),
+        mem_source: job.mem_source,
     };
-    if let Err(e) = store.append_history(&rec) {
-        tracing::error!(job = job.id, "cannot append history: {e}");
+    if let Err(e) = store.record_history(&rec) {
+        tracing::error!(job = job.id, "cannot record the job in the history: {e}");
     }
     if let Err(e) = store.remove_job(job.id) {
         tracing::error!(job = job.id, "cannot remove job record: {e}");

@@ -3,7 +3,7 @@
 //!
 //! - `jobs/<id>.json`: one file per live (queued or running) job, written
 //!   before the job is acknowledged and removed once its end is recorded;
-//! - `history.jsonl`: one line per finished job, appended;
+//! - `history.redb`: every finished job (see `history.rs`);
 //! - `next_id`: the next job id, so ids are never reused;
 //! - `services/<name>.json`: each service added at run time, with whether
 //!   it should be running, written before `sc service add` is answered.
@@ -38,29 +38,9 @@ pub struct PersistedJob {
     /// Its leased ports (`--port`), so they stay its own after a restart.
     #[serde(default)]
     pub ports: Vec<(String, u16)>,
-}
-
-/// One finished job in `history.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryRecord {
-    pub id: JobId,
-    pub owner: u32,
-    pub argv: Vec<String>,
-    pub cwd: String,
-    pub name: Option<String>,
-    pub requests: sc_protocol::Requests,
-    pub reserved: u64,
-    pub priority: i32,
-    pub queued_at: u64,
-    pub started_at: Option<u64>,
-    pub ended_at: u64,
-    /// "exited", "signal", "spawn-failed", "cancelled", "timed-out",
-    /// "client-gone", "abandoned", "refused".
-    pub outcome: String,
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    pub reason: Option<String>,
-    pub usage: sc_protocol::JobUsage,
+    /// Where `reserved` came from (absent in records of older daemons).
+    #[serde(default)]
+    pub mem_source: Option<sc_protocol::MemSource>,
 }
 
 /// A service added at run time, as written to `services/<name>.json`.
@@ -94,6 +74,8 @@ pub struct Store {
     /// milliseconds — would bring the job back at the next start; the lock
     /// makes "skip if ended, else write" and "mark ended, remove" atomic.
     ended: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<JobId>>>,
+    /// Finished jobs and what they teach (`None` until attached at startup).
+    history: Option<std::sync::Arc<super::history::History>>,
 }
 
 /// Ended job ids remembered (ids are never reused; the oldest are dropped).
@@ -108,7 +90,17 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             ended: Default::default(),
+            history: None,
         })
+    }
+
+    /// Keep finished jobs in (and learn from) `history`.
+    pub fn attach_history(&mut self, history: std::sync::Arc<super::history::History>) {
+        self.history = Some(history);
+    }
+
+    pub fn history(&self) -> Option<&super::history::History> {
+        self.history.as_deref()
     }
 
     pub fn dir(&self) -> &Path {
@@ -215,19 +207,15 @@ impl Store {
         (out, problems)
     }
 
-    pub fn append_history(&self, rec: &HistoryRecord) -> Result<(), StoreError> {
-        let path = self.dir.join("history.jsonl");
-        let mut line = serde_json::to_vec(rec).map_err(|e| StoreError {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(err(&path))?;
-        f.write_all(&line).map_err(err(&path))
+    /// Record a finished job in the history store (slow: fsync).
+    pub fn record_history(
+        &self,
+        entry: &sc_protocol::HistoryEntry,
+    ) -> Result<(), super::history::HistoryError> {
+        match &self.history {
+            Some(h) => h.record(entry),
+            None => Ok(()),
+        }
     }
 }
 
@@ -304,6 +292,7 @@ mod tests {
             queued_at: 1,
             started_at: Some(2),
             ports: vec![("web".into(), 20001)],
+            mem_source: None,
         };
         store.save_job(&job).unwrap();
         std::fs::write(dir.path().join("jobs/9.json"), b"{not json").unwrap();
