@@ -250,3 +250,27 @@ fn needs_job_runs_in_its_own_group_after_waiting_for_headroom() {
         );
     }
 }
+
+/// A holder whose daemon restarts is stopped (its claim died with the old
+/// generation), and its `sc exec` says why instead of only reporting a
+/// SIGKILL: the reason comes with the re-attach (chaos seed 2026 found a
+/// silent exit 137).
+#[test]
+fn holder_stopped_by_a_daemon_restart_is_told_why() {
+    let mut c = Cluster::start_with(1, &[], AVAILABLE);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(STAMP, c.d(0), "gpu", &log, "holder", 60_000);
+    holder.wait_event("started", Duration::from_secs(20));
+    c.daemons[0].restart();
+    let out = holder.wait(Duration::from_secs(30));
+    assert_eq!(out.code(), Some(137), "{}", out.stderr_str());
+    assert!(
+        out.stderr_str()
+            .contains("restarted while the job held cluster resources"),
+        "{}",
+        out.stderr_str()
+    );
+    let events = json_lines(&out.stderr_str());
+    assert_eq!(events_named(&events, "cancelled").len(), 1, "{events:?}");
+}

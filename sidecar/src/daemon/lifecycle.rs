@@ -274,6 +274,12 @@ pub fn reattach(
             "the sc daemon restarted while the job held cluster resources; it was stopped so its claim could be released safely".into(),
         ));
     }
+    // Stopped for the cluster (here, or by `adopt` before the client came
+    // back): its `sc exec` must say why, not just report a SIGKILL.
+    let stopped_why = match &job.stopping {
+        Some(StopReason::Cluster(why)) => Some(why.clone()),
+        _ => None,
+    };
     tracing::info!(job = id, state = %job.state, "sc exec re-attached");
     // A --timeout keeps counting from the job's start, across restarts.
     let timeout = match (job.exec.timeout_ms, job.started_at) {
@@ -291,6 +297,13 @@ pub fn reattach(
         });
     }
     let _ = tx.send(Response::Reattached { job: id });
+    if let Some(reason) = stopped_why {
+        let _ = tx.send(Response::Cancelled {
+            job: id,
+            reason,
+            timed_out: false,
+        });
+    }
     shared.kick();
     Some((id, conn))
 }
