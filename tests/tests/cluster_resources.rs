@@ -207,3 +207,38 @@ fn cut_off_minority_host_starts_nothing() {
     assert!(!waiting.is_empty());
     minority.signal(9);
 }
+
+/// Both supervisors of a holder gone at once: its daemon SIGSTOPped and
+/// its `sc exec` SIGKILLed (the 5-host chaos run with seed 2026). The stop
+/// guard `sc exec` left beside the job stops it, so the job never runs on
+/// beside the next holder, which the others grant after T_down.
+#[test]
+fn holder_stopped_when_its_daemon_is_stopped_and_its_sc_exec_killed() {
+    let c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(STAMP, c.d(0), "e2e", &log, "holder", 60_000);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut next = stamp_job(STAMP, c.d(2), "e2e", &log, "next", 10);
+    next.wait_event("waiting", Duration::from_secs(20));
+    let pid = nix::unistd::Pid::from_raw(c.d(0).pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    holder.signal(9);
+    let out_holder = holder.wait(Duration::from_secs(10));
+    let out_next = next.wait(Duration::from_secs(30));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert_eq!(out_next.code(), Some(0), "{}", out_next.stderr_str());
+    let guard = json_lines(&out_holder.stderr_str());
+    assert_eq!(
+        events_named(&guard, "guard_stopped").len(),
+        1,
+        "the guard says it stopped the job: {}",
+        out_holder.stderr_str()
+    );
+    let holds = read_holds(&log);
+    assert_eq!(holds.len(), 2, "{holds:?}");
+    assert!(
+        holds[0].last_ns < holds[1].start_ns,
+        "the holder ran on beside the next one: {holds:?}"
+    );
+}

@@ -263,6 +263,11 @@ async fn supervise(
     let job = grant.job;
     let mut lease = Lease::new(grant.lease_until_ms);
     let pid = held.pid;
+    // A second stopper that outlives us (cli/guard.rs): with this process
+    // SIGKILLed while the daemon is stopped, nobody else would stop the job.
+    let mut guard = grant.lease_until_ms.and_then(|until| {
+        super::guard::Guard::spawn(job, pid, grant.cgroup.as_deref(), until, rep.is_json())
+    });
     let mut waiter = Box::pin(child::wait_async(pid));
     let mut sigs = Vec::new();
     for kind in [
@@ -301,7 +306,7 @@ async fn supervise(
             biased;
             res = &mut waiter => break res,
             () = lease.expired() => {
-                let stop = stopper::LostLease { job, pid, cgroup: grant.cgroup.as_deref(), exec, lease };
+                let stop = stopper::LostLease { job, pid, cgroup: grant.cgroup.as_deref(), exec, lease, ended: None };
                 return stopper::lost_lease(stop, waiter, conn.as_mut(), rep).await;
             }
             kind = signal_fut => {
@@ -319,7 +324,12 @@ async fn supervise(
                         rep.say(&format!("job {job} {reason}"));
                         rep.event("cancelled", job, serde_json::json!({"reason": reason, "timed_out": t}));
                     }
-                    Ok(Response::Lease { job: j, until_ms }) if j == job => lease.set(until_ms),
+                    Ok(Response::Lease { job: j, until_ms }) if j == job => {
+                        lease.set(until_ms);
+                        if let Some(g) = guard.as_mut() {
+                            g.renew(until_ms);
+                        }
+                    }
                     Ok(_) => {}
                     Err(_) => {
                         conn = None;
@@ -345,6 +355,9 @@ async fn supervise(
             }
         }
     };
+    if let Some(g) = guard.take() {
+        g.finish();
+    }
     let ended = match ended {
         Ok(e) => e,
         Err(e) => {
@@ -352,6 +365,20 @@ async fn supervise(
             return EXIT_SC_ERROR;
         }
     };
+    // Killed at the lease's end by the stop guard, which keeps the same
+    // deadline and may get there first: the lease was lost all the same.
+    if ended == Ended::Signal(libc::SIGKILL) && lease.expired_at(crate::boottime::now_ms()) {
+        let stop = stopper::LostLease {
+            job,
+            pid,
+            cgroup: grant.cgroup.as_deref(),
+            exec,
+            lease,
+            ended: Some(ended),
+        };
+        let never = Box::pin(std::future::pending::<std::io::Result<Ended>>());
+        return stopper::lost_lease(stop, never, conn.as_mut(), rep).await;
+    }
     if conn.is_none() && !unsupervised {
         conn = reconnect(&reattach_req(exec, job, started), false, REPORT_PATIENCE).await;
     }

@@ -6,6 +6,7 @@ mod child;
 mod drain;
 mod exec;
 mod generate;
+mod guard;
 mod history;
 mod needs;
 mod reattach;
@@ -122,6 +123,10 @@ pub enum Verb {
     /// Seeded simulation of the cluster-resource rule (docs/cluster-resources.md).
     #[command(hide = true)]
     SimDlock(crate::dlock::sim::SimArgs),
+    /// The second stopper of a job holding cluster resources (started by
+    /// `sc exec`; see cli/guard.rs).
+    #[command(hide = true)]
+    StopGuard(guard::GuardArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +284,7 @@ pub fn main() -> ExitCode {
         } => verbs::config_check(&file),
         Verb::BenchGossip(args) => crate::cluster::bench::main(args),
         Verb::SimDlock(args) => return crate::dlock::sim::main(args),
+        Verb::StopGuard(args) => return ExitCode::from(guard::main(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

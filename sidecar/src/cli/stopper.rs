@@ -101,6 +101,10 @@ pub struct LostLease<'a> {
     pub cgroup: Option<&'a str>,
     pub exec: &'a ExecRequest,
     pub lease: Lease,
+    /// The child was already stopped and reaped (by the stop guard, which
+    /// keeps the same deadline): nothing left to stop, and its pid may
+    /// already belong to someone else.
+    pub ended: Option<Ended>,
 }
 
 /// The lease ran out without a renewal: stop the job without the daemon
@@ -121,14 +125,24 @@ where
         cgroup,
         exec,
         lease,
+        ended,
     } = stop;
     let late_ms = lease
         .deadline()
         .map(|d| crate::boottime::now_ms().saturating_sub(d));
-    let stopped = stop_job(job, pid, cgroup.map(std::path::Path::new));
-    // SIGKILL ends even stopped processes at once; only a task stuck in the
-    // kernel (D state) could outlast this, and then we leave it to init.
-    let ended = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+    let (stopped, ended) = match ended {
+        Some(e) => (Stopped::default(), Ok(Ok(e))),
+        None => {
+            let stopped = stop_job(job, pid, cgroup.map(std::path::Path::new));
+            // SIGKILL ends even stopped processes at once; only a task stuck
+            // in the kernel (D state) could outlast this, and then we leave
+            // it to init.
+            (
+                stopped,
+                tokio::time::timeout(Duration::from_secs(5), waiter).await,
+            )
+        }
+    };
     let exit = match ended {
         Ok(Ok(Ended::Code(c))) => ChildExit::Code(c),
         Ok(Ok(Ended::Signal(s))) => ChildExit::Signal(s),
@@ -172,9 +186,20 @@ pub struct Stopped {
 /// runs on the CLI's own thread, which does nothing else by then.
 pub fn stop_job(job: u64, child: i32, cgroup: Option<&Path>) -> Stopped {
     let dirs = cgroup_dirs(job, child, cgroup);
+    stop_all(&dirs, || job_pids(child, &dirs))
+}
+
+/// Freeze, then kill, every process listed in `dirs` (the job's cgroup
+/// directories), and nothing else: for the stop guard, which outlives
+/// `sc exec` and so cannot trust the child's pid any more.
+pub fn stop_group(dirs: &[PathBuf]) -> Stopped {
+    stop_all(dirs, || group_pids(dirs))
+}
+
+fn stop_all(dirs: &[PathBuf], list: impl Fn() -> BTreeSet<i32>) -> Stopped {
     let mut stopped = BTreeSet::new();
     for _ in 0..FREEZE_ROUNDS {
-        let new: Vec<i32> = job_pids(child, &dirs)
+        let new: Vec<i32> = list()
             .into_iter()
             .filter(|p| !stopped.contains(p))
             .collect();
@@ -189,7 +214,7 @@ pub fn stop_job(job: u64, child: i32, cgroup: Option<&Path>) -> Stopped {
     // A job paused through the v1 freezer would not die of SIGKILL until
     // thawed; thawing is safe now that every process is SIGSTOPped. (v2's
     // cgroup.freeze lets SIGKILL through.) Only if the file is ours to write.
-    for dir in &dirs {
+    for dir in dirs {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .write(true)
             .open(dir.join("freezer.state"))
@@ -198,7 +223,7 @@ pub fn stop_job(job: u64, child: i32, cgroup: Option<&Path>) -> Stopped {
         }
     }
     let mut cgroup_kill = false;
-    for dir in &dirs {
+    for dir in dirs {
         // Only an existing cgroup.kill (v2, Linux 5.14+), and only if we may
         // write it: a system daemon's job cgroups belong to root.
         let file = std::fs::OpenOptions::new()
@@ -208,7 +233,7 @@ pub fn stop_job(job: u64, child: i32, cgroup: Option<&Path>) -> Stopped {
             cgroup_kill |= std::io::Write::write_all(&mut f, b"1").is_ok();
         }
     }
-    stopped.extend(job_pids(child, &dirs));
+    stopped.extend(list());
     for pid in &stopped {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
@@ -224,7 +249,7 @@ pub fn stop_job(job: u64, child: i32, cgroup: Option<&Path>) -> Stopped {
 /// are taken from `/proc/<child>/cgroup` only if they are the job's own
 /// group (`…/jobs/<job>`): a child without a job cgroup sits in the user's
 /// session group, which must not be killed.
-fn cgroup_dirs(job: u64, child: i32, granted: Option<&Path>) -> Vec<PathBuf> {
+pub fn cgroup_dirs(job: u64, child: i32, granted: Option<&Path>) -> Vec<PathBuf> {
     let Some(granted) = granted else {
         return Vec::new();
     };
@@ -259,13 +284,22 @@ fn cgroup_dirs(job: u64, child: i32, granted: Option<&Path>) -> Vec<PathBuf> {
 /// The child, the pids listed in `dirs`' `cgroup.procs`, and the child's
 /// descendants; never init or ourselves.
 fn job_pids(child: i32, dirs: &[PathBuf]) -> BTreeSet<i32> {
-    let mut pids = BTreeSet::from([child]);
+    let mut pids = group_pids(dirs);
+    pids.insert(child);
+    pids.extend(descendants(child));
+    let me = std::process::id() as i32;
+    pids.retain(|p| *p > 1 && *p != me);
+    pids
+}
+
+/// The pids listed in `dirs`' `cgroup.procs`; never init or ourselves.
+fn group_pids(dirs: &[PathBuf]) -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
     for dir in dirs {
         if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
             pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
         }
     }
-    pids.extend(descendants(child));
     let me = std::process::id() as i32;
     pids.retain(|p| *p > 1 && *p != me);
     pids
