@@ -246,3 +246,61 @@ fn a_high_priority_job_preempts_a_lower_one_for_cpus_and_it_is_thawed_when_it_en
         child.wait(T);
     }
 }
+
+/// A job the daemon froze for memory pressure keeps that reason across a
+/// daemon restart (it is in its record), so the new daemon thaws it once
+/// the pressure is gone, instead of taking it for a pause by hand.
+#[test]
+fn a_pressure_freeze_survives_a_daemon_restart_and_is_thawed_by_the_next_daemon() {
+    if !require_root_and_cgroups("pressure::freeze_survives_restart") {
+        return;
+    }
+    let mut d = TestDaemon::start_with(DaemonConfig {
+        memory: "600M".into(),
+        extra: [
+            "default_mem = \"16M\"",
+            "pressure_mem_low = \"400M\"",
+            "pressure_psi = 100.0",
+            "pressure_hold_down = \"1s\"",
+            "pressure_freeze_gap = \"300ms\"",
+            "pressure_poll = \"100ms\"",
+        ]
+        .join("\n"),
+        ..DaemonConfig::default()
+    });
+    let tick = ["sh", "-c", TICK];
+    let low: Vec<&str> = [&["--priority", "low", "--"][..], &tick].concat();
+    let (mut a, a_id) = start(&d, &low);
+    let release = d.dir().join("release-hog");
+    let hog_py = format!(
+        "import os, time\nb = b'x' * (300 << 20)\nfor _ in range(600):\n    if os.path.exists({:?}):\n        break\n    time.sleep(0.05)\n",
+        release.display().to_string()
+    );
+    let py = python3();
+    let (hog, _) = start(
+        &d,
+        &["--mem", "450M", "--no-preempt", "--", &py, "-c", &hog_py],
+    );
+    wait_until(T, "job A frozen for memory pressure", || {
+        state(&d, a_id)["state"] == "Paused"
+    });
+    a.wait_event("paused", T);
+    d.restart();
+    wait_until(
+        T,
+        "job A re-attached, still frozen for memory pressure",
+        || {
+            d.ps_job(a_id).is_some_and(|v| {
+                v["state"] == "Paused" && v["paused"]["reason"] == "MemoryPressure"
+            })
+        },
+    );
+    assert!(cgroup_frozen(&d.job_cgroups(a_id)), "A is still frozen");
+    std::fs::write(&release, "").unwrap();
+    assert_eq!(hog.wait(T).code(), Some(0));
+    wait_until(T, "job A thawed by the new daemon", || {
+        state(&d, a_id)["state"] == "Running"
+    });
+    assert!(!cgroup_frozen(&d.job_cgroups(a_id)), "A's cgroup thawed");
+    a.signal(15);
+}

@@ -260,6 +260,7 @@ pub fn pause(shared: &Shared, peer: Peer, id: JobId, by: &str) -> Response {
     {
         job.paused = Some((PauseReason::User, since));
         tracing::info!(job = id, by, was = %reason, "frozen job now paused by hand");
+        d.persist_later(id);
         return Response::Ok {
             message: format!(
                 "job {id} was frozen for {reason}; it now stays paused until sc resume"
@@ -292,6 +293,7 @@ pub fn pause(shared: &Shared, peer: Peer, id: JobId, by: &str) -> Response {
         by: by.to_string(),
     });
     tracing::info!(job = id, by, "job paused");
+    d.persist_later(id);
     Response::Ok {
         message: format!("job {id} paused"),
     }

@@ -258,9 +258,12 @@ pub fn reattach(
         (Some(_), Some(cg)) if cg.is_frozen().unwrap_or(false) => JobState::Paused,
         (Some(_), _) => JobState::Running,
     };
-    // Why a previous daemon froze it is not recorded: treat it as paused by
-    // hand, so only `sc resume` thaws it (docs/decisions.md).
-    if job.state == JobState::Paused && job.paused.is_none() {
+    // Frozen by the previous daemon: for the reason its record gives
+    // (memory pressure, a preemption: thawed again when that passes), else
+    // taken for a pause by hand, which only `sc resume` ends.
+    if job.state != JobState::Paused {
+        job.paused = None;
+    } else if job.paused.is_none() {
         job.paused = Some((sc_protocol::PauseReason::User, Instant::now()));
     }
     // Granted by the previous daemon just before it died (its record still

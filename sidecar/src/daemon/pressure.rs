@@ -119,6 +119,7 @@ fn thaw(d: &mut Daemon, id: JobId, why: &str, expect: impl Fn(PauseReason) -> bo
         "thawed job: {why}"
     );
     d.metrics.record_thaw();
+    d.persist_later(id);
 }
 
 /// Freeze the marked jobs (blocking: up to a second each). A freeze that
@@ -136,7 +137,10 @@ fn freeze_marked(shared: &Shared, marked: Vec<MarkedFreeze>) {
             Ok(()) if !still_ours && job.state == JobState::Running => {
                 let _ = m.cgroup.thaw();
             }
-            Ok(()) => d.metrics.record_freeze(),
+            Ok(()) => {
+                d.metrics.record_freeze();
+                d.persist_later(m.id);
+            }
             Err(e) => {
                 tracing::warn!(job = m.id, "cannot freeze job: {e}");
                 let _ = m.cgroup.thaw();

@@ -233,7 +233,8 @@ fn adopt(daemon: &mut Daemon) {
             stopping: None,
             claim: None,
             held_in_group: false,
-            paused: None,
+            // Checked against the group's freezer when its sc exec re-attaches.
+            paused: rec.paused_by.map(|r| (r, now)),
             ports: rec.ports,
         };
         // A job that held cluster resources lost them with the old

@@ -107,6 +107,10 @@ impl Job {
             started_at: self.started_wall,
             ports: self.ports.clone(),
             mem_source: self.mem_source,
+            paused_by: match self.paused {
+                Some((PauseReason::User, _)) | None => None,
+                Some((reason, _)) => Some(reason),
+            },
         }
     }
 
@@ -208,6 +212,20 @@ pub fn wall_ms() -> u64 {
 }
 
 impl Daemon {
+    /// Rewrite job `id`'s record off the lock (a blocking task): for
+    /// changes a restarted daemon must know, such as why it is frozen.
+    pub fn persist_later(&self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let (rec, store) = (job.persisted(), self.store.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.save_job(&rec) {
+                tracing::warn!(job = id, "cannot persist job: {e}");
+            }
+        });
+    }
+
     /// The admission snapshot: host reading, holders, queue.
     pub fn snapshot(&self) -> Snapshot {
         let mut holders = Vec::new();

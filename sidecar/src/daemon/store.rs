@@ -41,6 +41,11 @@ pub struct PersistedJob {
     /// Where `reserved` came from (absent in records of older daemons).
     #[serde(default)]
     pub mem_source: Option<sc_protocol::MemSource>,
+    /// Why it is frozen, if the daemon froze it (memory pressure or a
+    /// preemption): a restarted daemon thaws it when that reason passes,
+    /// instead of taking it for a pause by hand.
+    #[serde(default)]
+    pub paused_by: Option<sc_protocol::PauseReason>,
 }
 
 /// A service added at run time, as written to `services/<name>.json`.
@@ -293,6 +298,7 @@ mod tests {
             started_at: Some(2),
             ports: vec![("web".into(), 20001)],
             mem_source: None,
+            paused_by: None,
         };
         store.save_job(&job).unwrap();
         std::fs::write(dir.path().join("jobs/9.json"), b"{not json").unwrap();
