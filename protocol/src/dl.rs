@@ -91,6 +91,11 @@ pub struct DlValue {
     pub lack: Vec<(NodeGen, u64)>,
     /// Permanent DOWN votes.
     pub down: Vec<NodeGen>,
+    /// Per resource, when this host last released a held claim on it (its
+    /// wall clock, ms): where a hand-over starts, for the grantor's
+    /// `sc_claim_handover_seconds`. Not used by the rule.
+    #[serde(default)]
+    pub rel: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

@@ -274,3 +274,55 @@ fn holder_stopped_by_a_daemon_restart_is_told_why() {
     let events = json_lines(&out.stderr_str());
     assert_eq!(events_named(&events, "cancelled").len(), 1, "{events:?}");
 }
+
+/// The hand-over metric: host-a releases `gpu` while host-b waits; host-b's
+/// grant ends a hand-over, counted in its `sc_claim_handover_seconds`, and
+/// its `sc_claim_wait_seconds` counts its one grant. host-a waited for
+/// nobody: no hand-over there.
+#[test]
+fn handover_and_claim_wait_are_in_the_metrics() {
+    let (pa, pb) = (free_tcp_port(), free_tcp_port());
+    let extra_a = format!("\n[metrics]\nlisten = \"127.0.0.1:{pa}\"");
+    let extra_b = format!("\n[metrics]\nlisten = \"127.0.0.1:{pb}\"");
+    let c = Cluster::start_with(2, &[&extra_a, &extra_b], AVAILABLE);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let release = c.d(0).dir().join("release");
+    let mut holder = c.d(0).spawn(&[
+        "exec",
+        "--json",
+        "--needs",
+        "gpu",
+        "--",
+        "sh",
+        "-c",
+        &wait_for_file_script(&release),
+    ]);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut next = stamp_job(STAMP, c.d(1), "gpu", &log, "next", 10);
+    next.wait_event("waiting", Duration::from_secs(20));
+    std::fs::write(&release, "").expect("release the holder");
+    assert_eq!(holder.wait(Duration::from_secs(20)).code(), Some(0));
+    assert_eq!(next.wait(Duration::from_secs(20)).code(), Some(0));
+    let b = scrape_metrics(pb);
+    assert_eq!(metric(&b, "sc_claim_wait_seconds_count"), Some(1.0), "{b}");
+    assert_eq!(
+        metric(&b, "sc_claim_handover_seconds_count"),
+        Some(1.0),
+        "{b}"
+    );
+    let gap = metric(&b, "sc_claim_handover_seconds_sum").expect("a sum");
+    // One machine, one clock: the gap is real, and far below a second.
+    assert!(gap < 1.0, "{b}");
+    let a = scrape_metrics(pa);
+    assert_eq!(metric(&a, "sc_claim_wait_seconds_count"), Some(1.0), "{a}");
+    assert_eq!(
+        metric(&a, "sc_claim_handover_seconds_count"),
+        Some(0.0),
+        "host-a waited for nobody: {a}"
+    );
+    report(format!(
+        "hand-over measured by the granting host: {:.0} ms",
+        gap * 1000.0
+    ));
+}

@@ -344,6 +344,12 @@ fn step(d: &mut Daemon, t: Now, obs: &[Observation], releases: Vec<JobId>) -> Op
                     tokens.sort_by_key(|(r, _)| j.exec.needs.iter().position(|n| n.name == *r));
                     c.tokens = Some(tokens);
                     d.metrics.record_claim_wait(c.requested_at.elapsed());
+                    // Another host's release (its wall clock) to this grant
+                    // (ours): within the hosts' clock offset.
+                    if let Some(at) = g.released_at {
+                        let gap = t.wall_ms.saturating_sub(at);
+                        d.metrics.record_handover(Duration::from_millis(gap));
+                    }
                     true
                 }
                 None => false,

@@ -64,6 +64,7 @@ pub struct Metrics {
     admissions: AtomicU64,
     queue_wait: Histogram,
     claim_wait: Histogram,
+    handover: Histogram,
     freezes: AtomicU64,
     thaws: AtomicU64,
     oom_kills: AtomicU64,
@@ -93,6 +94,12 @@ impl Metrics {
     /// asked the cluster for it.
     pub fn record_claim_wait(&self, waited: Duration) {
         self.claim_wait.observe(waited);
+    }
+
+    /// A grant here ended a hand-over: another host released the resource
+    /// `gap` before (by its clock).
+    pub fn record_handover(&self, gap: Duration) {
+        self.handover.observe(gap);
     }
 
     /// A job was frozen (`sc pause`, or the daemon itself).
@@ -191,6 +198,11 @@ impl Metrics {
             &mut out,
             "sc_claim_wait_seconds",
             "For jobs with --needs: time from this host asking the cluster for the job's resources to their grant (includes waiting for holders to hand them over).",
+        );
+        self.handover.render(
+            &mut out,
+            "sc_claim_handover_seconds",
+            "Hand-over of cluster resources: for grants here that waited for another host's release, time from that release (the releasing host's clock) to the grant (this host's clock); accurate to the hosts' clock offset.",
         );
         self.render_cluster(&mut out, d);
         out

@@ -30,6 +30,8 @@ pub struct Engine {
     pub(super) reqs: Vec<DlRequest>,
     pub(super) claims: Vec<DlClaim>,
     pub(super) toks: BTreeMap<String, u64>,
+    /// When we last released a held claim, per resource (wall ms).
+    pub(super) rel: BTreeMap<String, u64>,
     pub(super) lease: Lease,
     pub(super) votes: BTreeSet<NodeGen>,
     pub(super) peers: Peers,
@@ -97,6 +99,7 @@ impl Engine {
             reqs: Vec::new(),
             claims: Vec::new(),
             toks: BTreeMap::new(),
+            rel: BTreeMap::new(),
             lease: Lease::default(),
             peers: Peers::default(),
             published: None,
@@ -191,6 +194,7 @@ impl Engine {
             if c.held {
                 let t = self.toks.entry(c.res.clone()).or_insert(0);
                 *t = (*t).max(c.tok);
+                self.rel.insert(c.res.clone(), now.wall_ms);
             }
             // Everyone still waiting on the resource: claimers may enter,
             // and requesters may now fit in the claim window — left to
@@ -539,7 +543,15 @@ impl Engine {
                     .unwrap_or(0);
             }
             self.stats.grants += 1;
-            out.granted.push(Grant { job, tokens });
+            let released_at = mine
+                .iter()
+                .filter_map(|c| self.released_since(&c.res, rule::hlc_wall_ms(c.arr)))
+                .max();
+            out.granted.push(Grant {
+                job,
+                tokens,
+                released_at,
+            });
         }
     }
 
@@ -668,6 +680,7 @@ impl Engine {
             lseq: self.lease.lseq,
             lack,
             down: self.votes.iter().cloned().collect(),
+            rel: self.rel.clone(),
         };
         if self.published.as_ref() == Some(&value) {
             return None;

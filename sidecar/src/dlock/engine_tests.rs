@@ -154,6 +154,14 @@ fn one_holder_then_hand_over_with_a_greater_token() {
     let toks: Vec<u64> = net.granted.iter().map(|(_, g)| g.tokens[0].1).collect();
     assert_eq!(toks.len(), 2);
     assert!(toks[0] < toks[1], "tokens grow: {toks:?}");
+    // b waited for a's release: its grant says when that was (a's clock);
+    // a waited for nobody.
+    assert_eq!(net.granted[0].1.released_at, None);
+    let at = net.granted[1]
+        .1
+        .released_at
+        .expect("b's grant ends a hand-over");
+    assert!(at <= net.t().wall_ms && at + 30 >= net.t().wall_ms, "{at}");
 }
 
 #[test]

@@ -153,6 +153,10 @@ pub struct Grant {
     pub job: u64,
     /// (resource, fencing token), in the order of the job's needs.
     pub tokens: Vec<(String, u64)>,
+    /// When another host released one of these resources after this job
+    /// asked for it (that host's wall clock, ms): the hand-over this grant
+    /// ends started there. `None` when the job waited for no other host.
+    pub released_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,6 +16,11 @@ pub fn hlc_phys(wall_ms: u64) -> u64 {
     wall_ms << HLC_LOGICAL_BITS
 }
 
+/// The wall-clock milliseconds an HLC value carries.
+pub fn hlc_wall_ms(clk: u64) -> u64 {
+    clk >> HLC_LOGICAL_BITS
+}
+
 /// A claim on the resource, from any host's value or ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenClaim<'a> {

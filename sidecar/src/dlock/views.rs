@@ -226,6 +226,16 @@ impl Engine {
     }
 
     /// A resource whose configuration differs from a live peer's.
+    /// The latest release of `res` by another host at or after `since`
+    /// (wall ms, each host's own clock), from the current values.
+    pub(super) fn released_since(&self, res: &str, since: u64) -> Option<u64> {
+        self.peers
+            .current()
+            .filter_map(|(_, p)| p.value.as_ref()?.rel.get(res).copied())
+            .filter(|at| *at >= since)
+            .max()
+    }
+
     pub fn conflict(&self, res: &str) -> Option<String> {
         let mine = self.res_cfg.get(res)?;
         let quorum = self.mode_of(res) == Mode::Quorum;
