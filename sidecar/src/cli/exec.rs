@@ -10,7 +10,8 @@
 
 use super::child::{self, Ended, HeldChild};
 use super::reattach::{
-    Attach, REQUEUE_PATIENCE, RETRY, reattach_req, reconnect, report_exit, try_reattach,
+    Attach, REQUEUE_PATIENCE, RETRY, Requeue, reattach_req, reconnect, report_exit, requeue,
+    try_reattach,
 };
 use super::report::Reporter;
 use super::stopper::{self, Lease};
@@ -196,12 +197,19 @@ async fn wait_for_grant(
                     running: false,
                     waited_ms: waited,
                 };
-                match reconnect(&req, true, REQUEUE_PATIENCE).await {
-                    Some(c) => *conn = c,
-                    None => {
+                match requeue(&req, exec.pid as i32, REQUEUE_PATIENCE).await {
+                    Ok(c) => *conn = c,
+                    Err(Requeue::NoDaemon) => {
                         rep.error(&format!(
                             "the sc daemon went away while job {j} was queued and did not come back"
                         ));
+                        return Err(EXIT_SC_ERROR);
+                    }
+                    Err(Requeue::HeldChildGone(said)) => {
+                        let why = said.unwrap_or_else(|| {
+                            "the restarted sc daemon stopped it: the previous daemon had granted it cluster resources just before it went away".into()
+                        });
+                        rep.error(&format!("job {j} never started: {why}; run it again"));
                         return Err(EXIT_SC_ERROR);
                     }
                 }

@@ -88,3 +88,83 @@ pub(super) async fn reconnect(req: &Request, autostart: bool, patience: Duration
         }
     }
 }
+
+/// Why a queued job could not get back to a daemon.
+pub(super) enum Requeue {
+    /// No daemon took it back within the patience.
+    NoDaemon,
+    /// Its held process is gone: a restarted daemon stopped it (the old
+    /// daemon had granted the job cluster resources just before it died),
+    /// with the daemon's last word on it if it said one.
+    HeldChildGone(Option<String>),
+}
+
+/// [`reconnect`] for a job still queued (its child held before exec, a
+/// private daemon may be started again), giving up at once when the held
+/// child has died: queued again, it would be "started" with nothing to run.
+pub(super) async fn requeue(req: &Request, held: i32, patience: Duration) -> Result<Conn, Requeue> {
+    let deadline = Instant::now() + patience;
+    let mut said = None;
+    loop {
+        tokio::time::sleep(RETRY).await;
+        if !alive(held) {
+            return Err(Requeue::HeldChildGone(said));
+        }
+        if let Ok(mut c) = client::connect().await {
+            match c.call(req).await {
+                Ok(Response::Reattached { .. } | Response::Queued { .. }) => {
+                    // Killed between our look and the daemon's answer?
+                    if alive(held) {
+                        return Ok(c);
+                    }
+                    return Err(Requeue::HeldChildGone(said));
+                }
+                Ok(Response::Error { message, .. }) => said = Some(message),
+                _ => {}
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(Requeue::NoDaemon);
+        }
+    }
+}
+
+/// Is our child `pid` still alive (not a zombie)? Read from
+/// `/proc/PID/stat` so that the child is not reaped here.
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alive;
+
+    #[test]
+    fn a_dead_but_unreaped_child_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        assert!(alive(pid));
+        // SIGKILL, not reaped: a zombie, as a held child killed by a
+        // restarted daemon is until `sc exec` waits for it.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let mut dead = false;
+        for _ in 0..200 {
+            if !alive(pid) {
+                dead = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(dead, "a zombie counts as gone");
+        let _ = child.wait();
+        assert!(!alive(pid), "a reaped pid is gone too");
+    }
+}

@@ -242,10 +242,15 @@ pub fn reattach(
         return None;
     }
     if !running && job.pid.is_some() {
-        let _ = tx.send(Response::error(
-            ErrorKind::BadRequest,
-            format!("job {id} was already started; its sc exec says it is queued"),
-        ));
+        // The previous daemon granted it and died before its sc exec heard:
+        // with cluster resources, `adopt` has stopped the held process.
+        let msg = match &job.stopping {
+            Some(StopReason::Cluster(_)) => format!(
+                "job {id} was granted cluster resources by the previous sc daemon just before it stopped, and was stopped so they could be released safely; its command never ran"
+            ),
+            _ => format!("job {id} was already started; its sc exec says it is queued"),
+        };
+        let _ = tx.send(Response::error(ErrorKind::BadRequest, msg));
         return None;
     }
     // A queued job's held process is the new connection's.
