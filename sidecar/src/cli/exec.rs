@@ -91,6 +91,13 @@ async fn run(args: ExecArgs) -> u8 {
             return EXIT_SC_ERROR;
         }
     };
+    // The second stopper of a job holding cluster resources (cli/guard.rs),
+    // started now so that its process start overlaps with the queueing.
+    let guard = if needs.is_empty() {
+        None
+    } else {
+        super::guard::Guard::spawn(args.json)
+    };
     let exec = request(&args, held.pid as u32, needs);
     let mut conn = match client::connect_with(Some(&Request::Exec(exec.clone()))).await {
         Ok(c) => c,
@@ -110,7 +117,7 @@ async fn run(args: ExecArgs) -> u8 {
     if let Err(code) = start(&mut conn, &grant, &exec, &mut held, &mut rep).await {
         return code;
     }
-    supervise(conn, &grant, &exec, held, &mut rep).await
+    supervise(conn, &grant, &exec, held, guard, &mut rep).await
 }
 
 /// What the daemon said when it let the job start.
@@ -265,17 +272,20 @@ async fn supervise(
     grant: &Grant,
     exec: &ExecRequest,
     held: HeldChild,
+    mut guard: Option<super::guard::Guard>,
     rep: &mut Reporter,
 ) -> u8 {
     use tokio::signal::unix::{SignalKind, signal};
     let job = grant.job;
     let mut lease = Lease::new(grant.lease_until_ms);
     let pid = held.pid;
-    // A second stopper that outlives us (cli/guard.rs): with this process
-    // SIGKILLed while the daemon is stopped, nobody else would stop the job.
-    let mut guard = grant.lease_until_ms.and_then(|until| {
-        super::guard::Guard::spawn(job, pid, grant.cgroup.as_deref(), until, rep.is_json())
-    });
+    // Arm the second stopper, which outlives us (cli/guard.rs): with this
+    // process SIGKILLed while the daemon is stopped, nobody else would stop
+    // the job.
+    match (guard.as_mut(), grant.lease_until_ms) {
+        (Some(g), Some(until)) => g.arm(job, pid, grant.cgroup.as_deref(), until),
+        _ => guard = None,
+    }
     let mut waiter = Box::pin(child::wait_async(pid));
     let mut sigs = Vec::new();
     for kind in [

@@ -9,14 +9,19 @@
 //! the 5-host chaos run with seed 2026 did — the job ran on unsupervised
 //! while the other hosts, after T_down, granted its resource again.
 //!
-//! So `sc exec` starts `sc stop-guard` next to the job (in its own process
-//! group, so terminal signals meant for the job do not reach it) and feeds
-//! it every lease renewal on a pipe. The guard stops the job's cgroup —
-//! freeze, then kill, through the cgroup's own files, like the stopper —
-//! when the lease runs out or when the pipe closes without a last `end`
-//! line (the kernel closes it when `sc exec` dies); `sc exec` writes `end`
-//! when the command has ended. It never touches a pid it did not find in
-//! the job's cgroup directories.
+//! So `sc exec` starts `sc stop-guard` (in its own process group, so
+//! terminal signals meant for the job do not reach it) as soon as it knows
+//! the job needs cluster resources — while the job queues, so the process
+//! start costs the hand-over nothing — and arms it at the grant with the
+//! job's cgroup directories and lease, then feeds it every renewal on a
+//! pipe. Armed, the guard stops the job's cgroup — freeze, then kill,
+//! through the cgroup's own files, like the stopper — when the lease runs
+//! out or when the pipe closes without a last `end` line (the kernel closes
+//! it when `sc exec` dies). Unarmed, a closed pipe just ends it. It never
+//! touches a pid it did not find in the job's cgroup directories.
+//!
+//! The pipe carries lines: `job N`, `dir PATH` (repeated), `lease MS` (arms
+//! the guard, then renews), `end`.
 
 use super::stopper::{cgroup_dirs, stop_group};
 use crate::boottime;
@@ -32,15 +37,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Args)]
 pub struct GuardArgs {
-    /// The job, for messages.
-    #[arg(long)]
-    job: u64,
-    /// The lease's deadline on CLOCK_BOOTTIME, in ms.
-    #[arg(long)]
-    until_ms: u64,
-    /// The job's cgroup directories (repeated).
-    #[arg(long = "dir", required = true)]
-    dirs: Vec<PathBuf>,
     /// `sc exec --json`: say it as a JSON event.
     #[arg(long)]
     json: bool,
@@ -48,35 +44,17 @@ pub struct GuardArgs {
 
 /// `sc exec`'s end of a running guard.
 pub struct Guard {
-    renewals: Option<ChildStdin>,
-    process: Child,
+    pipe: Option<ChildStdin>,
+    /// Kept so the guard is not reaped before we are gone (init reaps it).
+    _process: Child,
 }
 
 impl Guard {
-    /// Start a guard for job `job` whose child `child` runs in `cgroup` (the
-    /// directory the grant named) on a lease until `until_ms`. `None` (after
-    /// a warning) when it cannot start or the job has no cgroup: the
-    /// stopper in `sc exec` and the daemon remain.
-    pub fn spawn(
-        job: u64,
-        child: i32,
-        cgroup: Option<&str>,
-        until_ms: u64,
-        json: bool,
-    ) -> Option<Guard> {
-        let dirs = cgroup_dirs(job, child, cgroup.map(std::path::Path::new));
-        if dirs.is_empty() {
-            return None;
-        }
+    /// Start an unarmed guard. `None` (after a warning) when it cannot
+    /// start: the stopper in `sc exec` and the daemon remain.
+    pub fn spawn(json: bool) -> Option<Guard> {
         let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg("stop-guard")
-            .arg("--job")
-            .arg(job.to_string())
-            .arg("--until-ms")
-            .arg(until_ms.to_string());
-        for d in &dirs {
-            cmd.arg("--dir").arg(d);
-        }
+        cmd.arg("stop-guard");
         if json {
             cmd.arg("--json");
         }
@@ -87,50 +65,79 @@ impl Guard {
             .process_group(0);
         match cmd.spawn() {
             Ok(mut process) => Some(Guard {
-                renewals: process.stdin.take(),
-                process,
+                pipe: process.stdin.take(),
+                _process: process,
             }),
             Err(e) => {
-                eprintln!("sc: warning: cannot start the stop guard of job {job}: {e}");
+                eprintln!("sc: warning: cannot start the stop guard: {e}");
                 None
             }
         }
     }
 
+    /// The job was granted: its child `child` runs in `cgroup` (the
+    /// directory the grant named) on a lease until `until_ms`.
+    pub fn arm(&mut self, job: u64, child: i32, cgroup: Option<&str>, until_ms: u64) {
+        let dirs = cgroup_dirs(job, child, cgroup.map(std::path::Path::new));
+        let mut msg = format!("job {job}\n");
+        for d in &dirs {
+            msg.push_str(&format!("dir {}\n", d.display()));
+        }
+        msg.push_str(&format!("lease {until_ms}\n"));
+        self.send(&msg);
+    }
+
     /// Pass a lease renewal on.
     pub fn renew(&mut self, until_ms: u64) {
-        if let Some(w) = self.renewals.as_mut() {
-            let _ = writeln!(w, "{until_ms}");
-        }
+        self.send(&format!("lease {until_ms}\n"));
     }
 
     /// The job's command has ended and `sc exec` reports it: the guard
     /// leaves without touching the group (what the command left behind is
     /// the daemon's to clean up, as for any job).
     pub fn finish(mut self) {
-        if let Some(w) = self.renewals.as_mut() {
-            let _ = writeln!(w, "end");
+        self.send("end\n");
+    }
+
+    fn send(&mut self, msg: &str) {
+        if let Some(w) = self.pipe.as_mut() {
+            let _ = w.write_all(msg.as_bytes());
         }
     }
 }
 
-impl Drop for Guard {
-    /// Closing the pipe without `end` (sc exec leaving on another path)
-    /// makes the guard sweep the group and exit. Reaped if it already has;
-    /// otherwise init reaps it once we are gone.
-    fn drop(&mut self) {
-        self.renewals.take();
-        for _ in 0..20 {
-            if !matches!(self.process.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+/// What the guard has been told.
+#[derive(Debug, Default)]
+struct Orders {
+    job: u64,
+    dirs: Vec<PathBuf>,
+    until_ms: Option<u64>,
+    ended: bool,
+}
+
+impl Orders {
+    fn take(&mut self, line: &str) {
+        let line = line.trim_end_matches('\n');
+        if line == "end" {
+            self.ended = true;
+        } else if let Some(n) = line.strip_prefix("job ") {
+            self.job = n.trim().parse().unwrap_or(0);
+        } else if let Some(d) = line.strip_prefix("dir ") {
+            self.dirs.push(PathBuf::from(d));
+        } else if let Some(ms) = line.strip_prefix("lease ")
+            && let Ok(ms) = ms.trim().parse()
+        {
+            self.until_ms = Some(ms);
         }
+    }
+
+    fn armed(&self) -> bool {
+        self.until_ms.is_some() && !self.dirs.is_empty()
     }
 }
 
-/// `sc stop-guard`: wait for the deadline or the pipe's end, then stop the
-/// group. Renewals are decimal deadlines, one per line.
+/// `sc stop-guard`: wait for orders; once armed, for the deadline or the
+/// pipe's end, then stop the group.
 pub fn main(args: GuardArgs) -> u8 {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // Only the lease or the pipe may end us, not a signal meant for the job.
@@ -143,61 +150,90 @@ pub fn main(args: GuardArgs) -> u8 {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
-    let mut until = args.until_ms;
+    let mut orders = Orders::default();
     let stdin = std::io::stdin();
     let mut pending = Vec::new();
     // Only a stop after `sc exec` died is ours to tell: at the lease's end
     // `sc exec` reports the lost lease itself.
     let gone = loop {
-        let now = boottime::now_ms();
-        if now >= until {
-            break false;
-        }
-        let wait = Duration::from_millis(until - now).min(CHECK_EVERY);
+        let wait = match orders.until_ms.filter(|_| orders.armed()) {
+            Some(until) => {
+                let now = boottime::now_ms();
+                if now >= until {
+                    break false;
+                }
+                let ms = Duration::from_millis(until - now)
+                    .min(CHECK_EVERY)
+                    .as_millis();
+                nix::poll::PollTimeout::try_from(ms as i32).unwrap_or(nix::poll::PollTimeout::NONE)
+            }
+            None => nix::poll::PollTimeout::NONE,
+        };
         let mut fds = [nix::poll::PollFd::new(
             stdin.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
-        let timeout = nix::poll::PollTimeout::try_from(wait.as_millis() as i32)
-            .unwrap_or(nix::poll::PollTimeout::NONE);
-        match nix::poll::poll(&mut fds, timeout) {
+        match nix::poll::poll(&mut fds, wait) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
             Err(_) => break true,
         }
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 4096];
         match nix::unistd::read(stdin.as_fd(), &mut buf) {
             Ok(0) => break true,
             Ok(n) => {
                 pending.extend_from_slice(&buf[..n]);
                 while let Some(i) = pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=i).collect();
-                    let line = String::from_utf8_lossy(&line);
-                    if line.trim() == "end" {
-                        return 0;
-                    }
-                    if let Ok(ms) = line.trim().parse::<u64>() {
-                        until = ms;
-                    }
+                    orders.take(&String::from_utf8_lossy(&line));
+                }
+                if orders.ended {
+                    return 0;
                 }
             }
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
             Err(_) => break true,
         }
     };
-    let stopped = stop_group(&args.dirs);
+    if !orders.armed() {
+        // Never granted: nothing of the job runs.
+        return 0;
+    }
+    let stopped = stop_group(&orders.dirs);
     if gone && stopped.pids > 0 {
         let why = "its sc exec went away while it held cluster resources";
         let line = if args.json {
-            serde_json::json!({"event": "guard_stopped", "job": args.job, "reason": why, "stopped_pids": stopped.pids})
+            serde_json::json!({"event": "guard_stopped", "job": orders.job, "reason": why, "stopped_pids": stopped.pids})
                 .to_string()
         } else {
             format!(
                 "sc: job {}: {why}; stopped its {} process(es)",
-                args.job, stopped.pids
+                orders.job, stopped.pids
             )
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Orders;
+
+    #[test]
+    fn orders_arm_only_with_a_lease_and_a_group() {
+        let mut o = Orders::default();
+        o.take("job 7\n");
+        o.take("lease 1000\n");
+        assert!(!o.armed(), "no group yet");
+        o.take("dir /sys/fs/cgroup/x/jobs/7\n");
+        assert!(o.armed());
+        assert_eq!(o.job, 7);
+        o.take("lease 2000\n");
+        assert_eq!(o.until_ms, Some(2000));
+        o.take("lease nonsense\n");
+        assert_eq!(o.until_ms, Some(2000), "a bad line changes nothing");
+        o.take("end\n");
+        assert!(o.ended);
+    }
 }

@@ -36,11 +36,6 @@ impl Reporter {
         }
     }
 
-    /// `--json`: events instead of lines.
-    pub fn is_json(&self) -> bool {
-        self.json
-    }
-
     /// One JSON line in ONE write: stderr is unbuffered and shared with the
     /// command, and a single write below PIPE_BUF is never interleaved.
     fn emit(&mut self, v: serde_json::Value) {

@@ -422,34 +422,49 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
 
 /// A job about to wait for cluster resources: create its group and move
 /// its held process in now, so the grant only has to say go. Migrating a
-/// process can wait on the kernel for milliseconds; off the hand-over path,
-/// that costs nobody anything.
-pub fn pre_place(d: &mut Daemon, id: JobId) -> Result<(), String> {
-    if matches!(d.tree.info().kind, sc_supervisor::BackendKind::None) {
-        return Ok(());
-    }
-    let Some(job) = d.jobs.get(&id) else {
-        return Err(format!("no job {id}"));
+/// process waits on the kernel (an RCU grace period, several ms), so it
+/// runs on a blocking thread without the daemon's lock: under the lock it
+/// would hold up every other job's grant and release meanwhile. A grant
+/// that comes first moves the child itself (`place`).
+pub fn pre_place_in_background(shared: &Shared, id: JobId) {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(msg) = pre_place(&shared, id) {
+            // The grant will try again (and fail the job then).
+            tracing::warn!(job = id, "{msg}");
+        }
+    });
+}
+
+fn pre_place(shared: &Shared, id: JobId) -> Result<(), String> {
+    let (tree, existing, limits, pid) = {
+        let d = shared.daemon();
+        if matches!(d.tree.info().kind, sc_supervisor::BackendKind::None) {
+            return Ok(());
+        }
+        let Some(job) = d.jobs.get(&id) else {
+            return Ok(());
+        };
+        if job.held_in_group || !job.is_queued() {
+            return Ok(());
+        }
+        let pid = job.exec.pid;
+        let peer_pid = job.client.as_ref().and_then(|c| c.peer_pid);
+        if peer_pid.is_none() || parent_pid(pid) != peer_pid {
+            return Err(format!(
+                "process {pid} is no longer a child of the calling sc exec"
+            ));
+        }
+        (d.tree.clone(), job.cgroup.clone(), job.limits.clone(), pid)
     };
-    if job.held_in_group {
-        return Ok(());
-    }
-    let pid = job.exec.pid;
-    let peer_pid = job.client.as_ref().and_then(|c| c.peer_pid);
-    if peer_pid.is_none() || parent_pid(pid) != peer_pid {
-        return Err(format!(
-            "process {pid} is no longer a child of the calling sc exec"
-        ));
-    }
     // The group may exist already: prepared empty at enqueue, or holding
     // the child since the previous daemon placed it early. Either way the
     // child is moved (again): writing a member's pid is harmless, and a
     // group that exists is no proof that the child is in it.
-    let (cg, created) = match job.cgroup.clone() {
+    let (cg, created) = match existing {
         Some(cg) => (cg, false),
         None => (
-            d.tree
-                .create(&format!("jobs/{id}"), &job.limits)
+            tree.create(&format!("jobs/{id}"), &limits)
                 .map_err(|e| format!("cannot create the group of job {id}: {e}"))?,
             true,
         ),
@@ -460,9 +475,21 @@ pub fn pre_place(d: &mut Daemon, id: JobId) -> Result<(), String> {
         }
         return Err(format!("cannot move job {id} into its group: {e}"));
     }
-    if let Some(job) = d.jobs.get_mut(&id) {
-        job.cgroup = Some(cg);
-        job.held_in_group = true;
+    let mut d = shared.daemon();
+    match d.jobs.get_mut(&id) {
+        // Still waiting: the grant need not move it.
+        Some(job) if job.is_queued() => {
+            job.cgroup.get_or_insert(cg);
+            job.held_in_group = true;
+        }
+        // Granted meanwhile (`place` moved it and set its group) or gone.
+        Some(_) => {}
+        None => {
+            drop(d);
+            if created {
+                let _ = cg.remove();
+            }
+        }
     }
     Ok(())
 }

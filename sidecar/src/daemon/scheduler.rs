@@ -89,6 +89,7 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
     let decision = decide(&d.snapshot());
     let preempted = super::pressure::preempt_for_head(&mut d, &decision.wait);
     let mut placed = Vec::new();
+    let mut to_pre_place = Vec::new();
     for id in &decision.start {
         // A job that needs cluster resources asks for them only now that
         // it has local headroom; it keeps that headroom while it waits.
@@ -115,10 +116,7 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
                     if let Some(job) = d.jobs.get_mut(id) {
                         job.claim = Some(claim);
                     }
-                    if let Err(msg) = super::lifecycle::pre_place(&mut d, *id) {
-                        // The grant will try again (and fail the job then).
-                        tracing::warn!(job = id, "{msg}");
-                    }
+                    to_pre_place.push(*id);
                 }
                 Err(msg) => {
                     tracing::info!(job = id, "refusing job: {msg}");
@@ -183,6 +181,9 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
         after_placed(shared, store.clone(), p);
     }
     super::pressure::freeze_in_background(shared, preempted);
+    for id in to_pre_place {
+        super::lifecycle::pre_place_in_background(shared, id);
+    }
     if !failed.is_empty() {
         tokio::task::spawn_blocking(move || {
             for (job, msg) in failed {
