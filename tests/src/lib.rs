@@ -42,7 +42,7 @@ pub use process::{RunOutput, ScChild, run, spawn};
 pub use raw::{RawClient, RawReply};
 pub use records::{Interval, read_intervals, record_script};
 pub use services::{free_port, http_server_script};
-pub use stamps::{Hold, max_concurrent, read_holds, stamp_job, tokens_of};
+pub use stamps::{Hold, holder_and_waiter, max_concurrent, read_holds, stamp_job, tokens_of};
 
 use serde_json::Value;
 use std::io::Write;

@@ -5,6 +5,7 @@
 use crate::{ScChild, TestDaemon};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// One job's run as its records tell it.
 #[derive(Debug, Clone)]
@@ -106,4 +107,21 @@ pub fn stamp_job(
         label,
         &ms.to_string(),
     ])
+}
+
+/// A long-running holder of `res` on `holder` (started), and a short job
+/// waiting for it on `waiter` (its first `waiting` event seen): the opening
+/// of every hand-over and failover test.
+pub fn holder_and_waiter(
+    stamp: &str,
+    holder: &TestDaemon,
+    waiter: &TestDaemon,
+    res: &str,
+    log: &Path,
+) -> (ScChild, ScChild) {
+    let mut h = stamp_job(stamp, holder, res, log, "holder", 60_000);
+    h.wait_event("started", Duration::from_secs(20));
+    let mut w = stamp_job(stamp, waiter, res, log, "next", 10);
+    w.wait_event("waiting", Duration::from_secs(20));
+    (h, w)
 }

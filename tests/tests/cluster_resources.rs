@@ -120,10 +120,7 @@ fn holder_daemon_killed_job_stopped_then_another_host_runs() {
     let mut c = Cluster::start_with(3, &[], QUORUM);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(STAMP, c.d(0), "e2e", &log, "holder", 60_000);
-    holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(STAMP, c.d(1), "e2e", &log, "next", 10);
-    next.wait_event("waiting", Duration::from_secs(20));
+    let (holder, next) = holder_and_waiter(STAMP, c.d(0), c.d(1), "e2e", &log);
     let killed = Instant::now();
     c.daemons[0].kill9();
     let out = holder.wait(Duration::from_secs(20));
@@ -158,10 +155,7 @@ fn holder_daemon_stopped_longer_than_the_lease() {
     let c = Cluster::start_with(3, &[], QUORUM);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(STAMP, c.d(0), "e2e", &log, "holder", 60_000);
-    holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(STAMP, c.d(2), "e2e", &log, "next", 10);
-    next.wait_event("waiting", Duration::from_secs(20));
+    let (holder, next) = holder_and_waiter(STAMP, c.d(0), c.d(2), "e2e", &log);
     let pid = nix::unistd::Pid::from_raw(c.d(0).pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
     let out = holder.wait(Duration::from_secs(20));
@@ -217,10 +211,7 @@ fn holder_stopped_when_its_daemon_is_stopped_and_its_sc_exec_killed() {
     let c = Cluster::start_with(3, &[], QUORUM);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(STAMP, c.d(0), "e2e", &log, "holder", 60_000);
-    holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(STAMP, c.d(2), "e2e", &log, "next", 10);
-    next.wait_event("waiting", Duration::from_secs(20));
+    let (holder, next) = holder_and_waiter(STAMP, c.d(0), c.d(2), "e2e", &log);
     let pid = nix::unistd::Pid::from_raw(c.d(0).pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
     holder.signal(9);

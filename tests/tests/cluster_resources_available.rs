@@ -21,10 +21,7 @@ fn available_holder_daemon_killed_regranted_within_seconds() {
     let mut c = Cluster::start_with(3, &[], AVAILABLE);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(STAMP, c.d(0), "gpu", &log, "holder", 60_000);
-    holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(STAMP, c.d(1), "gpu", &log, "next", 10);
-    next.wait_event("waiting", Duration::from_secs(20));
+    let (holder, next) = holder_and_waiter(STAMP, c.d(0), c.d(1), "gpu", &log);
     let killed = Instant::now();
     c.daemons[0].kill9();
     let out = next.wait(Duration::from_secs(30));
@@ -141,10 +138,7 @@ fn units_released_when_sc_exec_is_killed() {
     let c = Cluster::start_with(3, &[], AVAILABLE);
     c.converge();
     let log = c.d(0).dir().join("holds.log");
-    let mut holder = stamp_job(STAMP, c.d(0), "gpu", &log, "holder", 60_000);
-    holder.wait_event("started", Duration::from_secs(20));
-    let mut next = stamp_job(STAMP, c.d(1), "gpu", &log, "next", 10);
-    next.wait_event("waiting", Duration::from_secs(20));
+    let (holder, next) = holder_and_waiter(STAMP, c.d(0), c.d(1), "gpu", &log);
     holder.signal(9);
     let out = next.wait(Duration::from_secs(20));
     assert_eq!(out.code(), Some(0), "{}", out.stderr_str());

@@ -51,24 +51,47 @@ fn events_named_in(child: &ScChild, name: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A daemon with 600M of fake capacity, a 400M watermark and the host's PSI
+/// out of play, polling every 100 ms with `hold_down` before each thaw.
+fn pressure_daemon(hold_down: &str) -> TestDaemon {
+    TestDaemon::start_with(DaemonConfig {
+        memory: "600M".into(),
+        extra: [
+            "default_mem = \"16M\"".to_string(),
+            "pressure_mem_low = \"400M\"".to_string(),
+            "pressure_psi = 100.0".to_string(),
+            format!("pressure_hold_down = \"{hold_down}\""),
+            "pressure_freeze_gap = \"300ms\"".to_string(),
+            "pressure_poll = \"100ms\"".to_string(),
+        ]
+        .join("\n"),
+        ..DaemonConfig::default()
+    })
+}
+
+/// The hog: 300M of touched memory in its own (--no-preempt) job cgroup
+/// leaves under 300M of the 600M "available", below the 400M watermark.
+/// It ends once the returned file exists.
+fn start_hog(d: &TestDaemon) -> (ScChild, u64, PathBuf) {
+    let release = d.dir().join("release-hog");
+    let hog_py = format!(
+        "import os, time\nb = b'x' * (300 << 20)\nfor _ in range(600):\n    if os.path.exists({:?}):\n        break\n    time.sleep(0.05)\n",
+        release.display().to_string()
+    );
+    let py = python3();
+    let (hog, id) = start(
+        d,
+        &["--mem", "450M", "--no-preempt", "--", &py, "-c", &hog_py],
+    );
+    (hog, id, release)
+}
+
 #[test]
 fn memory_pressure_freezes_the_lowest_preemptible_job_and_thaws_it_after_the_hold_down() {
     if !require_root_and_cgroups("pressure::memory_pressure_freezes_and_thaws") {
         return;
     }
-    let d = TestDaemon::start_with(DaemonConfig {
-        memory: "600M".into(),
-        extra: [
-            "default_mem = \"16M\"",
-            "pressure_mem_low = \"400M\"",
-            "pressure_psi = 100.0",
-            "pressure_hold_down = \"2s\"",
-            "pressure_freeze_gap = \"300ms\"",
-            "pressure_poll = \"100ms\"",
-        ]
-        .join("\n"),
-        ..DaemonConfig::default()
-    });
+    let d = pressure_daemon("2s");
     let tick = ["sh", "-c", TICK];
     let low: Vec<&str> = [&["--priority", "low", "--"][..], &tick].concat();
     let (mut a, a_id) = start(&d, &low);
@@ -81,18 +104,7 @@ fn memory_pressure_freezes_the_lowest_preemptible_job_and_thaws_it_after_the_hol
         assert_eq!(state(&d, id)["state"], "Running", "job {id}");
     }
 
-    // The hog: 300M of touched memory in its own (--no-preempt) job cgroup
-    // leaves under 300M of the 600M "available", below the 400M watermark.
-    let release = d.dir().join("release-hog");
-    let hog_py = format!(
-        "import os, time\nb = b'x' * (300 << 20)\nfor _ in range(600):\n    if os.path.exists({:?}):\n        break\n    time.sleep(0.05)\n",
-        release.display().to_string()
-    );
-    let py = python3();
-    let (hog, hog_id) = start(
-        &d,
-        &["--mem", "450M", "--no-preempt", "--", &py, "-c", &hog_py],
-    );
+    let (hog, hog_id, release) = start_hog(&d);
 
     wait_until(T, "the low-priority preemptible job to be frozen", || {
         state(&d, a_id)["state"] == "Paused"
@@ -255,32 +267,11 @@ fn a_pressure_freeze_survives_a_daemon_restart_and_is_thawed_by_the_next_daemon(
     if !require_root_and_cgroups("pressure::freeze_survives_restart") {
         return;
     }
-    let mut d = TestDaemon::start_with(DaemonConfig {
-        memory: "600M".into(),
-        extra: [
-            "default_mem = \"16M\"",
-            "pressure_mem_low = \"400M\"",
-            "pressure_psi = 100.0",
-            "pressure_hold_down = \"1s\"",
-            "pressure_freeze_gap = \"300ms\"",
-            "pressure_poll = \"100ms\"",
-        ]
-        .join("\n"),
-        ..DaemonConfig::default()
-    });
+    let mut d = pressure_daemon("1s");
     let tick = ["sh", "-c", TICK];
     let low: Vec<&str> = [&["--priority", "low", "--"][..], &tick].concat();
     let (mut a, a_id) = start(&d, &low);
-    let release = d.dir().join("release-hog");
-    let hog_py = format!(
-        "import os, time\nb = b'x' * (300 << 20)\nfor _ in range(600):\n    if os.path.exists({:?}):\n        break\n    time.sleep(0.05)\n",
-        release.display().to_string()
-    );
-    let py = python3();
-    let (hog, _) = start(
-        &d,
-        &["--mem", "450M", "--no-preempt", "--", &py, "-c", &hog_py],
-    );
+    let (hog, _, release) = start_hog(&d);
     wait_until(T, "job A frozen for memory pressure", || {
         state(&d, a_id)["state"] == "Paused"
     });

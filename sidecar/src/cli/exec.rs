@@ -398,7 +398,7 @@ async fn supervise(
         return stopper::lost_lease(stop, never, conn.as_mut(), rep).await;
     }
     if conn.is_none() && !unsupervised {
-        conn = reconnect(&reattach_req(exec, job, started), false, REPORT_PATIENCE).await;
+        conn = reconnect(&reattach_req(exec, job, started), REPORT_PATIENCE).await;
     }
     let (code, signal, exit) = match ended {
         Ended::Code(c) => (Some(c), None, ChildExit::Code(c)),

@@ -68,19 +68,13 @@ pub(super) async fn try_reattach(req: &Request) -> Attach {
     }
 }
 
-/// Retry re-attaching until `patience` runs out. With `autostart`, a private
-/// daemon may be started again (a queued job has nothing running yet).
-pub(super) async fn reconnect(req: &Request, autostart: bool, patience: Duration) -> Option<Conn> {
+/// Retry re-attaching a running job until `patience` runs out (a queued
+/// job goes through [`requeue`], which may also start a private daemon).
+pub(super) async fn reconnect(req: &Request, patience: Duration) -> Option<Conn> {
     let deadline = Instant::now() + patience;
     loop {
         tokio::time::sleep(RETRY).await;
-        if autostart {
-            if let Ok(mut c) = client::connect().await
-                && let Ok(Response::Reattached { .. } | Response::Queued { .. }) = c.call(req).await
-            {
-                return Some(c);
-            }
-        } else if let Attach::Done(c) = try_reattach(req).await {
+        if let Attach::Done(c) = try_reattach(req).await {
             return Some(c);
         }
         if Instant::now() > deadline {
