@@ -4,7 +4,6 @@
 //! derived from its job and service tables) and the bind test.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 /// The env var every holder gets: its first port.
 pub const ENV_PORT: &str = "PORT";
@@ -132,14 +131,6 @@ pub fn choose(
         .find(|&p| !leased(p) && is_free(p))
 }
 
-/// Whether nothing listens on `port` now: it can be bound on 127.0.0.1 and
-/// on 0.0.0.0 (a server bound to either would collide with the holder).
-pub fn bindable(port: u16) -> bool {
-    [Ipv4Addr::LOCALHOST, Ipv4Addr::UNSPECIFIED]
-        .into_iter()
-        .all(|ip| TcpListener::bind(SocketAddrV4::new(ip, port)).is_ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,13 +195,5 @@ mod tests {
             ]
         );
         assert!(env_of(&[]).is_empty());
-    }
-
-    #[test]
-    fn bindable_sees_a_listener() {
-        let l = TcpListener::bind("0.0.0.0:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        assert!(!bindable(port));
-        drop(l);
     }
 }

@@ -6,8 +6,9 @@
 //! services are restarted with the daemon and lease anew.
 
 use super::state::Daemon;
-use crate::ports::{PortRange, bindable, choose};
+use crate::ports::{PortRange, choose};
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 /// The configured range and where the next search starts.
 #[derive(Debug, Clone)]
@@ -59,5 +60,26 @@ impl Daemon {
         }
         self.port_leaser.next = next;
         Ok(out)
+    }
+}
+
+/// Whether nothing listens on `port` now: it can be bound on 127.0.0.1 and
+/// on 0.0.0.0 (a server bound to either would collide with the holder).
+fn bindable(port: u16) -> bool {
+    [Ipv4Addr::LOCALHOST, Ipv4Addr::UNSPECIFIED]
+        .into_iter()
+        .all(|ip| TcpListener::bind(SocketAddrV4::new(ip, port)).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindable_sees_a_listener() {
+        let l = TcpListener::bind("0.0.0.0:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        assert!(!bindable(port));
+        drop(l);
     }
 }
