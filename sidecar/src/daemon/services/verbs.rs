@@ -12,7 +12,7 @@ use super::{Control, ServiceEntry, driver};
 use crate::daemon::Shared;
 use crate::daemon::session::Peer;
 use crate::daemon::store::PersistedService;
-use sc_protocol::{ErrorKind, Response, ServiceSource, ServiceSpec};
+use sc_protocol::{ErrorKind, Response, ServiceSource, ServiceSpec, ServiceState};
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Response {
     Response::error(kind, msg)
@@ -156,11 +156,21 @@ pub fn control(shared: &Shared, peer: Peer, name: &str, what: Control) -> Respon
         if !may_control(peer, e) {
             return denied(name, e);
         }
+        let starts = matches!(what, Control::Start | Control::Restart);
         if e.control.send(what).is_err() {
             return err(
                 ErrorKind::Internal,
                 format!("service {name} is not supervised any more"),
             );
+        }
+        // The driver starts it on its next turn; until then a `--wait-for`
+        // right after `sc service start` must see it coming, not "stopped"
+        // (and be refused). The driver overwrites this as it acts.
+        if starts {
+            let mut st = e.status.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(st.state, ServiceState::Stopped | ServiceState::Failed) {
+                st.state = ServiceState::Starting;
+            }
         }
     }
     set_enabled(shared, name, verb != "stop");
