@@ -11,10 +11,21 @@
 //! as in use from a job's `started` event to its client's exit as well as
 //! over its stamps: a grant whose command never ran (or ran briefly) still
 //! used the resource for a moment, and is not an idle resource.
+//!
+//! Entry follows claim order (CLUSTER-LOCKS §5.3 R3): a claim waits for
+//! every earlier claim on the resource, even one that itself waits for
+//! another resource. So `gpu:2` sits behind an `e2e,gpu` claim whose `e2e`
+//! is held, with `gpu` idle; letting it overtake would starve the
+//! two-resource job. Such a wait is not judged: the job said it had claims
+//! ahead, and another waiting job with the same resource had one of its
+//! own resources in use. The head of that chain is still judged, so a
+//! stuck claim is still caught.
 
 use super::{CAPACITY, Input, Verdict, rel, usage_at};
 use crate::hosts::host_name;
 use crate::util::{MS, secs};
+use crate::workload::ClientRecord;
+use serde_json::Value;
 use std::collections::HashMap;
 
 pub fn check(input: &Input) -> Verdict {
@@ -40,8 +51,16 @@ pub fn check(input: &Input) -> Verdict {
         .map(|(r, _)| (*r, granted_steps(input, r)))
         .collect();
     let cap: HashMap<&str, i64> = CAPACITY.iter().map(|(r, c)| (*r, *c as i64)).collect();
+    let free_at = |needs: &[(String, u32)], t: u64| {
+        needs.iter().all(|(r, u)| {
+            steps
+                .get(r.as_str())
+                .is_some_and(|s| cap[r.as_str()] - usage_at(s, t) >= *u as i64)
+        })
+    };
     let mut waits: Vec<u64> = Vec::new();
     let mut judged_ns = 0u64;
+    let mut behind_ns = 0u64;
     for c in input.clients {
         let Some((queued, _)) = c.event("queued") else {
             continue;
@@ -67,18 +86,17 @@ pub fn check(input: &Input) -> Verdict {
                 .timeline
                 .healthy_since(t)
                 .is_some_and(|s| t.saturating_sub(s) >= input.stable_bound);
-            let on_resource = c
-                .events
-                .iter()
-                .take_while(|(et, _)| *et <= t)
-                .filter(|(_, e)| e["event"] == "waiting")
-                .last()
-                .is_some_and(|(_, e)| e["detail"].get("Resource").is_some());
-            let free = c.spec.needs.iter().all(|(r, u)| {
-                steps
-                    .get(r.as_str())
-                    .is_some_and(|s| cap[r.as_str()] - usage_at(s, t) >= *u as i64)
-            });
+            let wait = last_wait(c, t).and_then(|e| e["detail"].get("Resource"));
+            let on_resource = wait.is_some();
+            let mut free = free_at(&c.spec.needs, t);
+            if stable
+                && on_resource
+                && free
+                && wait.is_some_and(|w| behind_blocked(input, c, w, t, &free_at))
+            {
+                behind_ns += 100 * MS;
+                free = false;
+            }
             if stable && on_resource {
                 judged_ns += 100 * MS;
             }
@@ -94,8 +112,11 @@ pub fn check(input: &Input) -> Verdict {
             t += 100 * MS;
         }
         if worst > input.liveness_bound {
+            let said = last_wait(c, worst_at + worst)
+                .and_then(|e| e["reason"].as_str())
+                .unwrap_or("?");
             v.violation("waited while its resources were free", format!(
-                "{} on {} (needs {}) waited {} from {} while the cluster was stable and its resources were free",
+                "{} on {} (needs {}) waited {} from {} while the cluster was stable and its resources were free; it last said \"{said}\"",
                 c.spec.label,
                 host_name(c.spec.host),
                 c.spec.needs_arg(),
@@ -117,6 +138,12 @@ pub fn check(input: &Input) -> Verdict {
         secs(judged_ns),
         secs(input.liveness_bound)
     );
+    if behind_ns > 0 {
+        v.notes.push(format!(
+            "{} of waits behind an earlier claim that waited for another resource in use (claim order, not judged)",
+            secs(behind_ns)
+        ));
+    }
     v.notes.push(format!(
         "waited before start: p50 {} ms, p90 {} ms, max {} ms ({} jobs)",
         pct(50),
@@ -125,6 +152,56 @@ pub fn check(input: &Input) -> Verdict {
         waits.len()
     ));
     v
+}
+
+/// Are all these needs free at this instant (from the stamps)?
+type FreeAt<'a> = dyn Fn(&[(String, u32)], u64) -> bool + 'a;
+
+/// The client's latest `waiting` event at or before `t`.
+fn last_wait(c: &ClientRecord, t: u64) -> Option<&Value> {
+    c.events
+        .iter()
+        .take_while(|(et, _)| *et <= t)
+        .filter(|(_, e)| e["event"] == "waiting")
+        .last()
+        .map(|(_, e)| e)
+}
+
+/// Does `c`, waiting with claims ahead on the resource its wait names, sit
+/// behind another job that waits for that resource too and has one of its
+/// own needs in use at `t`?
+fn behind_blocked(
+    input: &Input,
+    c: &ClientRecord,
+    wait: &Value,
+    t: u64,
+    free_at: &FreeAt<'_>,
+) -> bool {
+    let ahead = wait["ahead"].as_u64().unwrap_or(0);
+    let Some(res) = wait["name"].as_str() else {
+        return false;
+    };
+    if ahead == 0 {
+        return false;
+    }
+    input.clients.iter().any(|k| {
+        if k.spec.label == c.spec.label || !k.spec.needs.iter().any(|(r, _)| r == res) {
+            return false;
+        }
+        let Some((queued, _)) = k.event("queued") else {
+            return false;
+        };
+        let gone = [
+            k.event("started").map(|(t, _)| *t),
+            k.exited_ns,
+            k.killed_ns,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX);
+        *queued <= t && t < gone && !free_at(&k.spec.needs, t)
+    })
 }
 
 /// Units of `res` granted at each change: from a client's `started` event

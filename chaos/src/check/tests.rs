@@ -195,3 +195,93 @@ fn available_tokens_across_a_fresh_heal_are_not_compared() {
     ];
     assert!(!judge(Mode::Available, &holds, &partitioned())[1].pass);
 }
+
+/// A client queued at `queued` s that waited on `res` with `ahead` claims
+/// before it and started at `started` s.
+fn waiter(
+    label: &str,
+    needs: &[(&str, u32)],
+    queued: f64,
+    res: &str,
+    ahead: u32,
+    started: u64,
+) -> ClientRecord {
+    let at = |s: f64| (s * SEC as f64) as u64;
+    let mut c = client(label, crate::stamps::host_of(label).unwrap(), res);
+    c.spec.needs = needs.iter().map(|(r, u)| (r.to_string(), *u)).collect();
+    c.events = vec![
+        (at(queued), serde_json::json!({"event": "queued", "job": 1})),
+        (
+            at(queued + 0.1),
+            serde_json::json!({"event": "waiting", "reason": format!("{res}: {ahead} ahead of you"),
+                "detail": {"Resource": {"name": res, "ahead": ahead, "holders": [], "detail": null}}}),
+        ),
+        (
+            started * SEC,
+            serde_json::json!({"event": "started", "job": 1, "waited_ms": 0}),
+        ),
+    ];
+    c.exited_ns = Some((started + 1) * SEC);
+    c
+}
+
+fn judge_liveness(holds: &[Hold], clients: &[ClientRecord]) -> Verdict {
+    let input = Input {
+        mode: Mode::Quorum,
+        n: 3,
+        holds,
+        clients,
+        timeline: &Timeline::new(3, 0),
+        heal_bound: 5 * SEC,
+        stable_bound: 0,
+        liveness_bound: 5 * SEC,
+        histories: &[vec![], vec![], vec![]],
+        leftover_records: &[vec![], vec![], vec![]],
+        undrained: &[],
+        restarted: &[],
+        t0: 0,
+        faults_end: 100 * SEC,
+    };
+    liveness::check(&input)
+}
+
+#[test]
+fn a_wait_behind_an_earlier_claim_blocked_elsewhere_is_claim_order_not_a_stall() {
+    // h0-1 holds e2e for 20 s; h1-1 (e2e,gpu) claimed first and waits for
+    // it; h2-1 (gpu:2) waits behind h1-1's gpu claim with gpu idle.
+    let holds = [hold("h0-1", "e2e", 1, 0, 20)];
+    let mut holder = waiter("h0-1", &[("e2e", 1)], 0.0, "e2e", 0, 0);
+    holder.events.retain(|(_, e)| e["event"] != "waiting");
+    holder.exited_ns = Some(20 * SEC);
+    let two = waiter("h1-1", &[("e2e", 1), ("gpu", 1)], 0.5, "e2e", 0, 20);
+    let behind = waiter("h2-1", &[("gpu", 2)], 1.0, "gpu", 1, 22);
+    let v = judge_liveness(&holds, &[holder, two, behind]);
+    assert!(v.pass, "{:?}", v.details);
+    assert!(
+        v.notes.iter().any(|n| n.contains("claim order")),
+        "{:?}",
+        v.notes
+    );
+}
+
+#[test]
+fn a_wait_behind_a_claim_that_could_enter_is_a_stall() {
+    // Nobody holds e2e: h1-1 could enter and does not; both stall.
+    let two = waiter("h1-1", &[("e2e", 1), ("gpu", 1)], 0.5, "e2e", 0, 20);
+    let behind = waiter("h2-1", &[("gpu", 2)], 1.0, "gpu", 1, 22);
+    let v = judge_liveness(&[], &[two, behind]);
+    assert!(!v.pass);
+    assert_eq!(
+        v.kinds.get("waited while its resources were free"),
+        Some(&2),
+        "{:?}",
+        v.details
+    );
+    assert!(
+        v.details
+            .iter()
+            .any(|d| d.contains("h2-1") && d.contains("1 ahead of you")),
+        "{:?}",
+        v.details
+    );
+}
