@@ -510,6 +510,7 @@ impl PeerLink {
             };
             match write_frame(&conn, frame, self.shared.limits.write_timeout).await {
                 Ok(()) => {
+                    tracing::trace!(peer = %self.peer, len = frame.len(), "gossip message sent");
                     bump(&stats.messages_sent);
                     return;
                 }
@@ -725,6 +726,7 @@ async fn read_stream(
         return;
     }
     if inbox.send((remote, msg)).await.is_ok() {
+        tracing::trace!(%remote, len = payload.len(), "gossip message received");
         bump(&stats.messages_received);
     }
 }

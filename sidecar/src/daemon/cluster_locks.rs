@@ -247,11 +247,11 @@ pub async fn run(
     let mut busy = true;
     loop {
         let tick = if busy { TICK_BUSY } else { TICK_IDLE };
-        tokio::select! {
-            _ = wake.notified() => {}
-            Some(id) = releases.recv() => pending.push(id),
-            _ = tokio::time::sleep(tick) => {}
-        }
+        let woke = tokio::select! {
+            _ = wake.notified() => "notified",
+            Some(id) = releases.recv() => { pending.push(id); "release" }
+            _ = tokio::time::sleep(tick) => "tick",
+        };
         while let Ok(id) = releases.try_recv() {
             pending.push(id);
         }
@@ -264,6 +264,17 @@ pub async fn run(
         let Some(actions) = actions else { return };
         busy = actions.busy;
         let Actions { out, placed } = actions.actions;
+        // The hand-over path, timed from the log (`SC_LOG=sc::daemon::cluster_locks=debug`).
+        if out.publish.is_some() || !out.granted.is_empty() || !out.stop.is_empty() {
+            tracing::debug!(
+                woke,
+                published = out.publish.is_some(),
+                pokes = ?out.pokes,
+                granted = ?out.granted.iter().map(|g| g.job).collect::<Vec<_>>(),
+                stopped = ?out.stop.iter().map(|s| s.0).collect::<Vec<_>>(),
+                "lock step"
+            );
+        }
         if let Some(votes) = &out.votes {
             let path = shared.daemon().locks.as_ref().map(|l| l.votes_path.clone());
             if let Some(path) = path

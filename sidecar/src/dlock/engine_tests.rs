@@ -379,3 +379,57 @@ fn a_fresh_engine_waits_the_startup_grace_before_granting() {
     net.rounds(20, 20);
     assert!(net.holds("a", 1), "granted once the grace is over");
 }
+
+#[test]
+fn a_member_resuming_from_its_own_pause_does_not_vote_everyone_down() {
+    let members = ["a", "b", "c"];
+    let mut a = Engine::new(Setup {
+        me: NodeGen::new("a", 1),
+        resources: vec![spec("e2e", 1, Mode::Quorum)],
+        members: members.iter().map(|m| m.to_string()).collect(),
+        params: Params::default(),
+        votes: Vec::new(),
+    });
+    let obs = |hb: u64| -> Vec<Observation> {
+        ["b", "c"]
+            .iter()
+            .map(|n| Observation {
+                node: NodeGen::new(*n, 1),
+                live: true,
+                heartbeat: hb,
+                dl: None,
+            })
+            .collect()
+    };
+    let at = |ms: u64| Now {
+        mono_ms: ms,
+        wall_ms: 1_700_000_000_000 + ms,
+    };
+    let mut t = 1_000_000;
+    for hb in 1..=20 {
+        a.observe(at(t), &obs(hb));
+        assert_eq!(a.step(at(t)).votes, None);
+        t += 50;
+    }
+    // Stopped for 12 s (> T_down); on resume chitchat is as stale as we
+    // were: the same heartbeats.
+    t += 12_000;
+    a.observe(at(t), &obs(20));
+    assert_eq!(a.step(at(t)).votes, None, "no vote on our own pause");
+    // Real silence after the resume still counts, from the resume.
+    let t_down = Params::default().t_down_ms();
+    let resumed = t;
+    let mut voted = None;
+    while voted.is_none() && t < resumed + 2 * t_down {
+        t += 50;
+        a.observe(at(t), &obs(20));
+        voted = a.step(at(t)).votes.map(|v| (t, v));
+    }
+    let (when, votes) = voted.expect("silent peers voted DOWN after T_down");
+    assert!(
+        when >= resumed + t_down,
+        "voted {} ms after resume",
+        when - resumed
+    );
+    assert_eq!(votes.len(), 2);
+}

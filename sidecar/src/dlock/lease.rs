@@ -27,6 +27,11 @@ impl Lease {
         }
     }
 
+    /// When renewal `seq` was published, if we still remember it.
+    pub fn sent_at(&self, seq: u64) -> Option<u64> {
+        self.sent.iter().find(|(q, _)| *q == seq).map(|(_, t)| *t)
+    }
+
     pub fn last_renewal_ms(&self) -> Option<u64> {
         self.sent.back().map(|(_, t)| *t)
     }

@@ -30,7 +30,15 @@ pub struct Peer {
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     pub map: BTreeMap<NodeGen, Peer>,
+    /// When we last observed (our own progress).
+    last_observed_ms: Option<u64>,
 }
+
+/// A gap this long between two of our own observations means *we* were
+/// stopped (SIGSTOP, suspend, a starved loop), not the others: their
+/// silence over it says nothing, and chitchat's state right after it is as
+/// stale as we were. Far above the engine's tick (≤ 250 ms).
+pub const SELF_PAUSE_MS: u64 = 1000;
 
 impl Peers {
     /// Take in one round of observations. Returns the owners of claims
@@ -46,6 +54,22 @@ impl Peers {
     ) -> (Vec<String>, u64) {
         let mut waiting_for_ack = Vec::new();
         let mut max_ts = 0;
+        if self
+            .last_observed_ms
+            .is_some_and(|t| now.mono_ms.saturating_sub(t) >= SELF_PAUSE_MS)
+        {
+            // Restart every silence clock from now: a vote (R6) or a
+            // local DOWN (available mode) only ever comes later for it,
+            // which is the safe direction; voting on resume would cast a
+            // permanent DOWN vote against every live peer.
+            for p in self.map.values_mut() {
+                p.progress_ms = p.progress_ms.max(now.mono_ms);
+                if let Some(t) = p.dead_since.as_mut() {
+                    *t = (*t).max(now.mono_ms);
+                }
+            }
+        }
+        self.last_observed_ms = Some(now.mono_ms);
         let seen: std::collections::BTreeSet<&NodeGen> = obs.iter().map(|o| &o.node).collect();
         for p in self.map.iter_mut().filter(|(k, _)| !seen.contains(k)) {
             // Garbage-collected by chitchat: dead, value kept.

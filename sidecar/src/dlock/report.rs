@@ -49,11 +49,7 @@ impl Engine {
                         .lease_until()
                         .is_none_or(|u| u < now.mono_ms + self.setup.params.min_lease_to_enter_ms())
                 {
-                    Some(format!(
-                        "no quorum: fewer than {} of {} members acknowledge this host's lease",
-                        self.quorum,
-                        self.setup.members.len()
-                    ))
+                    Some(self.lease_shortfall(now))
                 } else {
                     continue;
                 };
@@ -68,6 +64,41 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Why our lease is short, member by member: who voted us DOWN, whose
+    /// echo is too old, who never echoed — so a stuck quorum names its
+    /// cause instead of just failing.
+    fn lease_shortfall(&self, now: Now) -> String {
+        let me = &self.setup.me;
+        let fresh_ms = self.setup.params.lease_ms - self.setup.params.min_lease_to_enter_ms();
+        let mut ok = 1;
+        let mut why = Vec::new();
+        for m in self.setup.members.iter().filter(|m| **m != me.name) {
+            let Some((_, v)) = self.peers.newest_value(m) else {
+                why.push(format!("{m} has published nothing"));
+                continue;
+            };
+            if v.down.contains(me) {
+                why.push(format!("{m} voted this host DOWN"));
+                continue;
+            }
+            let echo = v.lack.iter().find(|(n, _)| n == me).map(|(_, s)| *s);
+            match echo.and_then(|s| self.lease.sent_at(s)) {
+                Some(at) if now.mono_ms.saturating_sub(at) < fresh_ms => ok += 1,
+                Some(at) => why.push(format!(
+                    "{m} echoes a renewal {:.1}s old",
+                    now.mono_ms.saturating_sub(at) as f64 / 1000.0
+                )),
+                None => why.push(format!("{m} has not echoed a renewal")),
+            }
+        }
+        format!(
+            "no quorum: {ok} of {} members acknowledge this host's lease in time, {} needed ({})",
+            self.setup.members.len(),
+            self.quorum,
+            why.join(", ")
+        )
     }
 
     fn request_wait(&self, job: u64, res: &str, now: Now) -> Option<Wait> {
