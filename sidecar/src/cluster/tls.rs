@@ -48,6 +48,9 @@ pub struct NodeTls {
     server: Arc<QuicServerConfig>,
     client: Arc<QuicClientConfig>,
     transport: Arc<quinn::TransportConfig>,
+    /// The QUIC stateless-reset key, derived from our private key so it is
+    /// the same in every process of this node (see [`NodeTls::endpoint_config`]).
+    reset_key: Arc<ring::hmac::Key>,
 }
 
 impl fmt::Debug for NodeTls {
@@ -146,17 +149,45 @@ impl NodeTls {
             .max_concurrent_bidi_streams(0u32.into())
             .datagram_receive_buffer_size(None);
 
+        // HMAC of a label under the private key: secret like the key, and
+        // stable across restarts of this node.
+        let derived = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key_bytes),
+            b"sc quic stateless reset key v1",
+        );
+        let reset_key = Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            derived.as_ref(),
+        ));
+
         Ok(NodeTls {
             name,
             server: Arc::new(server),
             client: Arc::new(client),
             transport: Arc::new(transport),
+            reset_key,
         })
     }
 
     /// Our node name: the CN of our certificate.
     pub fn node_name(&self) -> &str {
         &self.name
+    }
+
+    /// The endpoint's configuration, with a stateless-reset key that every
+    /// process of this node shares. When this node restarts, a peer's
+    /// connection to the old process gets a valid stateless reset from the
+    /// new one at its next packet and closes at once, instead of
+    /// swallowing writes until the idle timeout (quinn's default key is
+    /// random per process, so the reset would be ignored).
+    pub fn endpoint_config(&self) -> quinn::EndpointConfig {
+        let key: Arc<dyn quinn::crypto::HmacKey> = self.reset_key.clone();
+        let mut config = quinn::EndpointConfig::new(key);
+        // quinn's default generator signs its IDs with a per-process key
+        // and drops packets whose ID it did not sign, without a reset: the
+        // new process must take the old one's IDs for plausible.
+        config.cid_generator(|| Box::new(RandomCids(ring::rand::SystemRandom::new())));
+        config
     }
 
     /// Accepting side: requires a client certificate signed by the CA.
@@ -209,4 +240,27 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         path.display()
     );
     Ok(certs)
+}
+
+/// Random 8-byte connection IDs that any process of this node accepts as
+/// its own (so it answers a dead process's connections with a reset).
+struct RandomCids(ring::rand::SystemRandom);
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        // SystemRandom reads getrandom(2); it does not fail on Linux. If it
+        // ever did, a zero ID would only be retried by quinn as a clash.
+        let _ = self.0.fill(&mut bytes);
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

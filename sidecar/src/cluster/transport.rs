@@ -119,6 +119,7 @@ pub struct TransportStats {
     dropped_unreachable: AtomicU64,
     dropped_blocked: AtomicU64,
     connect_failures: AtomicU64,
+    connections_dialed: AtomicU64,
 }
 
 /// A copy of [`TransportStats`] at one moment.
@@ -147,6 +148,9 @@ pub struct TransportStatsSnapshot {
     pub dropped_blocked: u64,
     /// Failed or timed-out dials.
     pub connect_failures: u64,
+    /// Successful dials: one per peer while both stay up; a steady rise
+    /// between healthy peers is a reconnect loop.
+    pub connections_dialed: u64,
 }
 
 impl TransportStats {
@@ -163,6 +167,7 @@ impl TransportStats {
             dropped_unreachable: get(&self.dropped_unreachable),
             dropped_blocked: get(&self.dropped_blocked),
             connect_failures: get(&self.connect_failures),
+            connections_dialed: get(&self.connections_dialed),
         }
     }
 }
@@ -187,6 +192,7 @@ impl TransportStatsSnapshot {
             ("dropped_unreachable", self.dropped_unreachable),
             ("dropped_blocked", self.dropped_blocked),
             ("connect_failures", self.connect_failures),
+            ("connections_dialed", self.connections_dialed),
         ]
         .into_iter()
         .map(|(name, n)| (name.to_owned(), n))
@@ -224,8 +230,9 @@ struct Shared {
     stats: Arc<TransportStats>,
     blocked: BlockList,
     /// Peers that just connected in: a restarted peer is reachable again,
-    /// so the dial backoff (and a connection to its old process) must go,
-    /// or our answers to it would be dropped for seconds.
+    /// so the dial backoff must go, or our answers to it would be dropped
+    /// for seconds. (Our connection to its old process is closed by the
+    /// stateless reset the new one sends: `NodeTls::endpoint_config`.)
     came_back: Mutex<HashSet<SocketAddr>>,
 }
 
@@ -292,8 +299,15 @@ impl QuicTransport {
     /// Binds the endpoint and starts accepting; what `open` does, with the
     /// concrete type (tests, `local_addr`).
     pub fn bind(&self, listen_addr: SocketAddr) -> Result<QuicSocket> {
-        let mut endpoint = quinn::Endpoint::server(self.tls.server_config(), listen_addr)
+        let socket = std::net::UdpSocket::bind(listen_addr)
             .with_context(|| format!("binding the QUIC gossip endpoint on {listen_addr}"))?;
+        let mut endpoint = quinn::Endpoint::new(
+            self.tls.endpoint_config(),
+            Some(self.tls.server_config()),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .with_context(|| format!("starting the QUIC gossip endpoint on {listen_addr}"))?;
         endpoint.set_default_client_config(self.tls.client_config());
         let (tx, incoming) = mpsc::channel(self.shared.limits.incoming_queue_len);
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), self.shared.clone(), tx));
@@ -488,14 +502,12 @@ impl PeerLink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.peer);
+        // Only the backoff: closing our connection here too made every
+        // new connection close the other side's, a reconnect (and a TLS
+        // handshake) per message between two healthy peers.
         if came_back {
             self.retry_at = None;
             self.backoff = BACKOFF_MIN;
-            // Its old process may be gone without our connection noticing
-            // yet (writes to it vanish until the idle timeout): dial anew.
-            if let Some(conn) = self.conn.take() {
-                conn.close(0u32.into(), b"peer reconnected");
-            }
         }
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             bump(&stats.dropped_unreachable);
@@ -540,6 +552,7 @@ impl PeerLink {
         }
         match self.dial().await {
             Ok(conn) => {
+                bump(&self.shared.stats.connections_dialed);
                 debug!(peer = %self.peer, "gossip connection established");
                 self.backoff = BACKOFF_MIN;
                 self.retry_at = None;

@@ -206,6 +206,27 @@ async fn three_chitchat_nodes_converge_over_quic() {
     };
     assert!(eventually(CONVERGE, later).await);
 
+    // Steady gossip between healthy peers keeps its connections: each
+    // node dials each peer once (plus a redial if both dialed at once).
+    let dialed: Vec<u64> = [&a, &b, &c]
+        .iter()
+        .map(|n| n.stats().connections_dialed)
+        .collect();
+    let sent: Vec<u64> = [&a, &b, &c]
+        .iter()
+        .map(|n| n.stats().messages_sent)
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (i, node) in [&a, &b, &c].into_iter().enumerate() {
+        let s = node.stats();
+        assert!(s.messages_sent > sent[i] + 10, "{}: {s:?}", node.name);
+        assert_eq!(
+            s.connections_dialed, dialed[i],
+            "{}: new connections during steady gossip (a reconnect loop): {s:?}",
+            node.name
+        );
+    }
+
     for node in [&a, &b, &c] {
         let s = node.stats();
         assert!(
@@ -533,4 +554,61 @@ async fn blocked_peers_are_cut_off_both_ways_until_unblocked() {
         "no convergence after unblocking"
     );
     shutdown(vec![a, b, c]).await;
+}
+
+/// Starts a node on a runtime of its own, so that dropping that runtime
+/// kills it the way kill -9 does: no CONNECTION_CLOSE, peers not told.
+fn start_killable(
+    tls: NodeTls,
+    addr: SocketAddr,
+    seeds: Vec<SocketAddr>,
+) -> (tokio::runtime::Runtime, Node) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let node = rt.block_on(Node::start(tls, addr, &seeds));
+        (rt, node)
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_is_reached_again_before_the_idle_timeout() {
+    let pki = Pki::new();
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let a = Node::start(pki.tls("a"), addr_a, &[]).await;
+    let (rt, b) = start_killable(pki.tls("b"), addr_b, vec![addr_a]);
+    assert!(eventually(CONVERGE, || async { all_see(&[&a], &["b"]).await }).await);
+    // Killed: a's connection to it stays open, as far as a can tell.
+    rt.shutdown_background();
+    std::mem::forget(b);
+    // The dead runtime drops its socket in the background.
+    assert!(
+        eventually(CONVERGE, || async {
+            std::net::UdpSocket::bind(addr_b).is_ok()
+        })
+        .await,
+        "b's port never came free"
+    );
+    let b2 = Node::start(pki.tls("b"), addr_b, &[addr_a]).await;
+    let restarted = Instant::now();
+    // b2 hears a only over a connection a dials anew: on the old one, a's
+    // writes vanish until QUIC's idle timeout unless b2's stateless reset
+    // (same key as the old process) closes it at a's next packet.
+    let heard = eventually(
+        super::super::tls::IDLE_TIMEOUT - Duration::from_secs(2),
+        || async { b2.stats().messages_received > 0 },
+    )
+    .await;
+    assert!(
+        heard,
+        "a reached the restarted b only after {:?} (a: {:?})",
+        restarted.elapsed(),
+        a.stats()
+    );
+    shutdown(vec![a, b2]).await;
 }
