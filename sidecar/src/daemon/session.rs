@@ -271,14 +271,9 @@ fn finish(
         (job, d.store.clone())
     };
     shared.kick();
-    // Reading a few cgroup files and appending one line are fast enough to
-    // do here; only the cgroup's removal (which may have to kill what the
-    // command left behind) goes to a blocking thread, after the reply.
-    let usage = account(&job);
-    shared.metrics.record_oom_kills(usage.oom_kills);
-    let ending = ending_of(&job, exit, &usage);
     // Cluster units go back as soon as nothing of the job can run: with an
-    // empty group that is now, before the slower removal below.
+    // empty group that is now, first (another host is waiting on them),
+    // before the accounting and the slower removal below.
     let mut job = job;
     let empty = match &job.cgroup {
         Some(cg) => cg.is_populated().is_ok_and(|p| !p),
@@ -287,6 +282,12 @@ fn finish(
     if empty {
         job.claim = None;
     }
+    // Reading a few cgroup files and appending one line are fast enough to
+    // do here; only the cgroup's removal (which may have to kill what the
+    // command left behind) goes to a blocking thread, after the reply.
+    let usage = account(&job);
+    shared.metrics.record_oom_kills(usage.oom_kills);
+    let ending = ending_of(&job, exit, &usage);
     // The answer goes out first; the history line follows on a blocking
     // thread. Only a daemon crash in between could leave the job recorded
     // as abandoned instead of with its exit; its `sc exec` has the exit
