@@ -32,6 +32,8 @@ impl Mode {
 
 /// The service jobs `--wait-for`, and the host it runs on.
 pub const SERVICE: &str = "svc";
+/// Quorum lease L of every daemon (`[cluster] lease`).
+pub const LEASE_MS: u64 = 3000;
 pub const SERVICE_HOST: usize = 0;
 
 pub struct Host {
@@ -125,7 +127,11 @@ impl Host {
             let members: Vec<String> = (0..net.n())
                 .map(|j| format!("\"{}\"", host_name(j)))
                 .collect();
-            text += &format!("members = [{}]\nlease = \"3s\"\n", members.join(", "));
+            text += &format!(
+                "members = [{}]\nlease = \"{}ms\"\n",
+                members.join(", "),
+                LEASE_MS
+            );
         }
         let m = mode.as_str();
         text += &format!(

@@ -4,7 +4,13 @@
 //!
 //! quorum mode: never more units in use than the capacity, full stop; and
 //! no job starts on a host that was in a minority component for the whole
-//! second before (CLUSTER-LOCKS §6.2; the second covers grant-to-stamp lag).
+//! of [`MINORITY_GRACE_NS`] before (CLUSTER-LOCKS §6 item 2, "start time −
+//! ε"). A claim enters on a lease with at least L/2 left, and the lease
+//! runs from the send time of the last renewal a quorum echoed: a host
+//! cut off right after such an echo may still enter for L/2, and its
+//! stopper ends the job before the lease does, before anyone else can be
+//! granted (T_down > L). ε is that L/2 plus half a second of grant-to-stamp
+//! lag.
 //! available mode: the bound holds within every set of hosts that were
 //! pairwise connected for the last `heal_bound` (each side of a partition
 //! may grant up to the capacity; after a heal the excess must be gone
@@ -17,7 +23,11 @@
 use super::{CAPACITY, Input, Verdict, host_label, rel, usage_steps};
 use crate::hosts::Mode;
 use crate::stamps::host_of;
-use crate::util::SEC;
+use crate::util::{MS, SEC};
+
+/// ε of the minority-grant rule: L/2 (the least lease a claim enters on,
+/// `Params::min_lease_to_enter_ms`) plus 500 ms of lag.
+pub const MINORITY_GRACE_NS: u64 = (crate::hosts::LEASE_MS / 2 + 500) * MS;
 use sc_tests::Hold;
 use std::collections::BTreeSet;
 
@@ -162,15 +172,16 @@ fn minority_grants(input: &Input, v: &mut Verdict) {
         let Some(host) = host_of(&h.label) else {
             continue;
         };
-        let from = h.start_ns.saturating_sub(SEC);
+        let from = h.start_ns.saturating_sub(MINORITY_GRACE_NS);
         if input
             .timeline
             .during(from, h.start_ns)
             .all(|s| s.component(host).len() < q)
         {
             v.violation("minority grant", format!(
-                "minority grant: {} started while its host had been in a component of fewer than {q} hosts for a second",
-                describe(input, h)
+                "minority grant: {} started while its host had been in a component of fewer than {q} hosts for {:.1} s (L/2 + 0.5 s)",
+                describe(input, h),
+                MINORITY_GRACE_NS as f64 / 1e9
             ));
         }
     }

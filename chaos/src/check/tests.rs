@@ -178,6 +178,20 @@ fn minority_grant_fails_in_quorum_mode() {
     assert!(!v[0].pass, "{:?}", v[0]);
 }
 
+/// The 5-host run of 2026-11-21: host-e entered 1.07 s into a three-way
+/// split, on a lease a quorum had echoed just before it (entry needs L/2
+/// left), and its stopper ended the job 1 s later. The protocol allows
+/// that; a grant later than L/2 + lag into the split is still caught.
+#[test]
+fn a_grant_on_a_lease_from_before_the_split_is_not_a_minority_grant() {
+    let holds = [hold("h2-1", "e2e", 10, 11, 12)];
+    let v = judge(Mode::Quorum, &holds, &partitioned());
+    assert!(v[0].pass, "{:?}", v[0]);
+    let holds = [hold("h2-1", "e2e", 10, 13, 14)];
+    let v = judge(Mode::Quorum, &holds, &partitioned());
+    assert!(!v[0].pass, "{:?}", v[0]);
+}
+
 /// Seed 11 (available mode): host-c granted inside its partition just
 /// before the heal; host-b entered half a second after the heal, on an
 /// earlier claim, before host-c's token reached it. Not comparable within

@@ -25,6 +25,10 @@ pub struct Peer {
     /// Last time its heartbeat or its value moved.
     pub progress_ms: u64,
     last_bad: Option<String>,
+    /// The raw value last decoded: the engine observes every tick, and
+    /// decoding every peer's unchanged value each time was most of an
+    /// idle daemon's CPU.
+    last_raw: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,6 +92,7 @@ impl Peers {
                 heartbeat: o.heartbeat,
                 progress_ms: now.mono_ms,
                 last_bad: None,
+                last_raw: None,
             });
             if o.heartbeat > p.heartbeat {
                 p.heartbeat = o.heartbeat;
@@ -100,6 +105,10 @@ impl Peers {
                 p.dead_since.get_or_insert(now.mono_ms);
             }
             let Some(raw) = &o.dl else { continue };
+            if p.last_raw.as_deref() == Some(raw.as_str()) {
+                continue;
+            }
+            p.last_raw = Some(raw.clone());
             match decode_value::<DlValue>(raw) {
                 Ok(v) if v.seq > p.hwm || p.value.is_none() && v.seq == p.hwm => {
                     p.hwm = v.seq;
