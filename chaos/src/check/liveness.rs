@@ -65,15 +65,7 @@ pub fn check(input: &Input) -> Verdict {
         let Some((queued, _)) = c.event("queued") else {
             continue;
         };
-        let end = [
-            c.event("started").map(|(t, _)| *t),
-            c.exited_ns,
-            c.killed_ns,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(input.faults_end);
+        let end = wait_end(c).unwrap_or(input.faults_end);
         if let Some((_, e)) = c.event("started") {
             waits.push(e["waited_ms"].as_u64().unwrap_or(0));
         }
@@ -157,6 +149,18 @@ pub fn check(input: &Input) -> Verdict {
 /// Are all these needs free at this instant (from the stamps)?
 type FreeAt<'a> = dyn Fn(&[(String, u32)], u64) -> bool + 'a;
 
+/// When the client stopped waiting: started, exited or killed, first.
+fn wait_end(c: &ClientRecord) -> Option<u64> {
+    [
+        c.event("started").map(|(t, _)| *t),
+        c.exited_ns,
+        c.killed_ns,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
 /// The client's latest `waiting` event at or before `t`.
 fn last_wait(c: &ClientRecord, t: u64) -> Option<&Value> {
     c.events
@@ -191,15 +195,7 @@ fn behind_blocked(
         let Some((queued, _)) = k.event("queued") else {
             return false;
         };
-        let gone = [
-            k.event("started").map(|(t, _)| *t),
-            k.exited_ns,
-            k.killed_ns,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(u64::MAX);
+        let gone = wait_end(k).unwrap_or(u64::MAX);
         *queued <= t && t < gone && !free_at(&k.spec.needs, t)
     })
 }

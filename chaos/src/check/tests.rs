@@ -52,23 +52,33 @@ fn judge(mode: Mode, holds: &[Hold], timeline: &Timeline) -> Vec<Verdict> {
             )
         })
         .collect();
-    let input = Input {
+    let input = input(mode, holds, &clients, timeline);
+    vec![capacity::check(&input), tokens::check(&input)]
+}
+
+/// Three hosts, 5 s bounds, no histories, faults until 100 s.
+fn input<'a>(
+    mode: Mode,
+    holds: &'a [Hold],
+    clients: &'a [ClientRecord],
+    timeline: &'a Timeline,
+) -> Input<'a> {
+    Input {
         mode,
         n: 3,
         holds,
-        clients: &clients,
+        clients,
         timeline,
         heal_bound: 5 * SEC,
         stable_bound: 5 * SEC,
         liveness_bound: 5 * SEC,
-        histories: &[vec![], vec![], vec![]],
-        leftover_records: &[vec![], vec![], vec![]],
+        histories: &[],
+        leftover_records: &[],
         undrained: &[],
         restarted: &[],
         t0: 0,
         faults_end: 100 * SEC,
-    };
-    vec![capacity::check(&input), tokens::check(&input)]
+    }
 }
 
 /// host 2 cut off from 0 and 1 during [10 s, 30 s).
@@ -240,21 +250,10 @@ fn waiter(
 }
 
 fn judge_liveness(holds: &[Hold], clients: &[ClientRecord]) -> Verdict {
+    let healthy = Timeline::new(3, 0);
     let input = Input {
-        mode: Mode::Quorum,
-        n: 3,
-        holds,
-        clients,
-        timeline: &Timeline::new(3, 0),
-        heal_bound: 5 * SEC,
         stable_bound: 0,
-        liveness_bound: 5 * SEC,
-        histories: &[vec![], vec![], vec![]],
-        leftover_records: &[vec![], vec![], vec![]],
-        undrained: &[],
-        restarted: &[],
-        t0: 0,
-        faults_end: 100 * SEC,
+        ..input(Mode::Quorum, holds, clients, &healthy)
     };
     liveness::check(&input)
 }
