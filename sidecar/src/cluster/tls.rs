@@ -6,7 +6,10 @@
 //!
 //! - server: requires a client certificate that chains to the CA;
 //! - client: presents our certificate and verifies the server's chain
-//!   against the CA under the name [`CLUSTER_DNS_NAME`].
+//!   against the CA under the name [`CLUSTER_DNS_NAME`];
+//! - endpoint: a stateless-reset key derived from our private key and
+//!   connection IDs any of our processes accepts, so a restarted node
+//!   resets its old process's connections at once.
 //!
 //! mTLS pitfall: with TLS 1.3 the *client's* handshake completes before the
 //! server has checked the client's certificate, so a dialer cannot learn

@@ -6,7 +6,9 @@
 //! Values only move forward: one with a `seq` at or below the high-water
 //! mark is a stale copy (chitchat can rebuild a garbage-collected host from
 //! a lagging peer) and is ignored. A host that vanishes from chitchat keeps
-//! its last value here: missing is unknown, not released.
+//! its last value here: missing is unknown, not released. Silence is only
+//! measured over time we ran ourselves: after our own pause every silence
+//! clock restarts ([`SELF_PAUSE_MS`]).
 
 use super::{Now, Observation, Stats};
 use sc_protocol::board::decode_value;
@@ -42,7 +44,7 @@ pub struct Peers {
 /// stopped (SIGSTOP, suspend, a starved loop), not the others: their
 /// silence over it says nothing, and chitchat's state right after it is as
 /// stale as we were. Far above the engine's tick (≤ 250 ms).
-pub const SELF_PAUSE_MS: u64 = 1000;
+const SELF_PAUSE_MS: u64 = 1000;
 
 impl Peers {
     /// Take in one round of observations. Returns the owners of claims

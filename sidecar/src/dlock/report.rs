@@ -1,5 +1,6 @@
 //! What the engine tells people: why each of our jobs waits (naming the
-//! holders), and each resource's holders and queue for `sc board`.
+//! holders, or the members that hold our lease back), and each resource's
+//! holders and queue for `sc board`.
 
 use super::engine::Engine;
 use super::rule::{self, SeenClaim};
@@ -83,8 +84,7 @@ impl Engine {
                 why.push(format!("{m} voted this host DOWN"));
                 continue;
             }
-            let echo = v.lack.iter().find(|(n, _)| n == me).map(|(_, s)| *s);
-            match echo.and_then(|s| self.lease.sent_at(s)) {
+            match self.lease_echo(m).and_then(|s| self.lease.sent_at(s)) {
                 Some(at) if now.mono_ms.saturating_sub(at) < fresh_ms => ok += 1,
                 Some(at) => why.push(format!(
                     "{m} echoes a renewal {:.1}s old",

@@ -215,14 +215,17 @@ impl Engine {
             .members
             .iter()
             .filter(|m| **m != me.name)
-            .map(|m| {
-                self.peers
-                    .newest_value(m)
-                    .and_then(|(_, v)| v.lack.iter().find(|(n, _)| n == me).map(|(_, s)| *s))
-                    .unwrap_or(0)
-            });
+            .map(|m| self.lease_echo(m).unwrap_or(0));
         self.lease
             .valid_until(echoes, self.quorum, self.setup.params.lease_ms)
+    }
+
+    /// The newest renewal of our lease that member `m` echoes, if any.
+    pub(super) fn lease_echo(&self, m: &str) -> Option<u64> {
+        let me = &self.setup.me;
+        self.peers
+            .newest_value(m)
+            .and_then(|(_, v)| v.lack.iter().find(|(n, _)| n == me).map(|(_, s)| *s))
     }
 
     /// A resource whose configuration differs from a live peer's.
