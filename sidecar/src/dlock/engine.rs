@@ -122,9 +122,15 @@ impl Engine {
     /// Take in chitchat's view: every incarnation it knows.
     pub fn observe(&mut self, now: Now, obs: &[Observation]) {
         self.started_ms.get_or_insert(now.mono_ms);
-        let (ackers, max_ts) =
+        let (ackers, max_ts, paused) =
             self.peers
                 .observe(now, obs, &self.setup.me, self.clk, &mut self.stats);
+        if paused {
+            // A continued daemon is a fresh one as far as it knows: what
+            // chitchat shows is as old as the pause, so it waits the same
+            // startup grace (available mode) before it grants again.
+            self.started_ms = Some(now.mono_ms);
+        }
         // R0: raise the clock past every claim seen; publishing it is the
         // acknowledgement, and the claimer is poked to pick it up at once.
         self.clk = self.clk.max(max_ts);

@@ -433,3 +433,53 @@ fn a_member_resuming_from_its_own_pause_does_not_vote_everyone_down() {
     );
     assert_eq!(votes.len(), 2);
 }
+
+/// CI seed 1795283242 (available mode): host-c's daemon, SIGSTOPped for
+/// 10 s, granted its next claim 0.4 s after it continued, from what
+/// chitchat had shown before the stop, beside host-a's new holder. A
+/// continued engine waits the startup grace, as a restarted one does.
+#[test]
+fn a_continued_engine_waits_the_startup_grace_before_granting() {
+    let names = ["a", "c"];
+    let mut net = Net::new(&names, vec![spec("gpu", 1, Mode::Available)], &[]);
+    for (i, n) in names.iter().enumerate() {
+        net.hosts[i] = Engine::new(Setup {
+            me: NodeGen::new(*n, 1),
+            resources: vec![spec("gpu", 1, Mode::Available)],
+            members: Vec::new(),
+            params: Params {
+                startup_grace_ms: 1000,
+                ..Params::default()
+            },
+            votes: Vec::new(),
+        });
+    }
+    net.rounds(60, 20);
+    net.request("c", 1, &[("gpu", 1)], 0);
+    net.request("c", 2, &[("gpu", 1)], 0);
+    net.rounds(10, 20);
+    assert!(net.holds("c", 1) && !net.holds("c", 2), "2 queued behind 1");
+    // What c's chitchat shows when the stop begins, and still shows the
+    // moment c continues, 10 s later.
+    let c = net.idx("c");
+    let a = net.idx("a");
+    let stale = vec![Observation {
+        node: net.hosts[a].me().clone(),
+        live: true,
+        heartbeat: net.heartbeats.get("a").copied().unwrap_or(0),
+        dl: net.values.get("a").cloned(),
+    }];
+    net.now += 10_000;
+    let now = net.t();
+    net.hosts[c].release(1, now);
+    net.hosts[c].observe(now, &stale);
+    let out = net.hosts[c].step(now);
+    assert!(
+        out.granted.is_empty(),
+        "granted on resume: {:?}",
+        out.granted
+    );
+    // Fresh news, then the grace runs out: granted.
+    net.rounds(60, 20);
+    assert!(net.holds("c", 2), "granted once the grace is over");
+}

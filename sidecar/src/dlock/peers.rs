@@ -48,8 +48,8 @@ const SELF_PAUSE_MS: u64 = 1000;
 
 impl Peers {
     /// Take in one round of observations. Returns the owners of claims
-    /// stamped above `clk` (they wait for our acknowledgement) and the
-    /// highest claim stamp seen.
+    /// stamped above `clk` (they wait for our acknowledgement), the
+    /// highest claim stamp seen, and whether we were just paused.
     pub fn observe(
         &mut self,
         now: Now,
@@ -57,13 +57,13 @@ impl Peers {
         me: &NodeGen,
         clk: u64,
         stats: &mut Stats,
-    ) -> (Vec<String>, u64) {
+    ) -> (Vec<String>, u64, bool) {
         let mut waiting_for_ack = Vec::new();
         let mut max_ts = 0;
-        if self
+        let paused = self
             .last_observed_ms
-            .is_some_and(|t| now.mono_ms.saturating_sub(t) >= SELF_PAUSE_MS)
-        {
+            .is_some_and(|t| now.mono_ms.saturating_sub(t) >= SELF_PAUSE_MS);
+        if paused {
             // Restart every silence clock from now: a vote (R6) or a
             // local DOWN (available mode) only ever comes later for it,
             // which is the safe direction; voting on resume would cast a
@@ -135,7 +135,7 @@ impl Peers {
                 }
             }
         }
-        (waiting_for_ack, max_ts)
+        (waiting_for_ack, max_ts, paused)
     }
 
     /// A later generation of the same host has published its `dl`: the
