@@ -102,6 +102,12 @@ pub enum Request {
     Exited {
         job: JobId,
         exit: ChildExit,
+        /// Whether `Finished` must carry the job's accounting (peak memory,
+        /// CPU time, OOM kills), which the daemon reads from the cgroup.
+        /// `sc exec` asks only when it shows them (`--json`, or a SIGKILL
+        /// that may be an OOM kill); otherwise the answer comes at once and
+        /// the accounting follows, for the history only.
+        usage: bool,
     },
     /// After a daemon restart: the `sc exec` of a job comes back. `running`
     /// says whether its process was already released into exec.
@@ -384,7 +390,9 @@ pub enum Response {
         reason: String,
         timed_out: bool,
     },
-    /// Answer to `Exited`: the job is recorded and its cgroup removed.
+    /// Answer to `Exited`: the job is out of the table and its reservation
+    /// and cluster units are released; `usage` is read from the cgroup when
+    /// `Exited` asked for it (else only the wait and run times are set).
     Finished {
         job: JobId,
         usage: JobUsage,

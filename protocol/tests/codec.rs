@@ -64,13 +64,19 @@ fn arb_request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u8>(), ".*").prop_map(|(protocol, client)| Request::Hello { protocol, client }),
         arb_exec().prop_map(Request::Exec),
-        (any::<u64>(), any::<i32>()).prop_map(|(job, c)| Request::Exited {
-            job,
-            exit: ChildExit::Code(c)
+        (any::<u64>(), any::<i32>(), any::<bool>()).prop_map(|(job, c, usage)| {
+            Request::Exited {
+                job,
+                exit: ChildExit::Code(c),
+                usage,
+            }
         }),
-        (any::<u64>(), any::<i32>()).prop_map(|(job, s)| Request::Exited {
-            job,
-            exit: ChildExit::Signal(s)
+        (any::<u64>(), any::<i32>(), any::<bool>()).prop_map(|(job, s, usage)| {
+            Request::Exited {
+                job,
+                exit: ChildExit::Signal(s),
+                usage,
+            }
         }),
         (arb_exec(), any::<u64>(), any::<bool>(), any::<u64>()).prop_map(
             |(exec, job, running, waited_ms)| Request::Reattach {
@@ -189,10 +195,18 @@ fn response_round_trip() {
 
 /// The exact wire bytes of a small request: any change to the format shows
 /// here and must come with a protocol version bump.
+/// Version 2: `Exited` says whether the client wants the job's accounting.
 #[test]
-fn golden_frame_v1() {
+fn golden_frame_v2() {
     let bytes = codec::encode_to_vec(FrameKind::Request, &Request::Cancel { job: 7 }).unwrap();
-    assert_eq!(bytes, vec![b's', b'c', 1, 1, 0, 0, 0, 2, 6, 7]);
+    assert_eq!(bytes, vec![b's', b'c', 2, 1, 0, 0, 0, 2, 6, 7]);
+    let exited = Request::Exited {
+        job: 7,
+        exit: ChildExit::Code(0),
+        usage: true,
+    };
+    let bytes = codec::encode_to_vec(FrameKind::Request, &exited).unwrap();
+    assert_eq!(bytes, vec![b's', b'c', 2, 1, 0, 0, 0, 5, 2, 7, 0, 0, 1]);
     let bytes = codec::encode_to_vec(FrameKind::Request, &Request::Ps).unwrap();
     assert_eq!(bytes.len(), HEADER_LEN + 1);
 }

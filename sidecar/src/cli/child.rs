@@ -10,7 +10,7 @@
 //! We fork by hand rather than with `std::process::Command`, whose `spawn`
 //! returns only after the child has exec'd. Everything the child needs is
 //! allocated before `fork`; after it the child only calls async-signal-safe
-//! functions (`read`, `signal`, `execvpe`, `write`, `_exit`) and writes into
+//! functions (`read`, `signal`, `execve`, `execvpe`, `write`, `_exit`) and writes into
 //! memory reserved in advance.
 //!
 //! The child inherits cwd, stdin/stdout/stderr, the terminal, the process
@@ -71,10 +71,47 @@ unsafe fn read_full(fd: i32, buf: &mut [u8]) -> bool {
     true
 }
 
+/// Where `execvpe` would find `prog`: the first executable regular file of
+/// that name along `PATH`. Searched before the fork, while the job queues,
+/// so the released child makes one `execve` instead of one per `PATH`
+/// entry in front of it (a job's start is on the hand-over's critical
+/// path). `None` — a name with a slash, an empty `PATH` entry, nothing
+/// found — leaves the search to `execvpe` itself, which also runs if the
+/// found file fails (removed meanwhile, or a script without `#!` that
+/// `execvpe` hands to `sh`): the child behaves exactly as `execvpe` would.
+fn resolve_in_path(prog: &str) -> Option<CString> {
+    use std::os::unix::fs::PermissionsExt;
+    if prog.is_empty() || prog.contains('/') {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        if dir.as_os_str().is_empty() {
+            return None;
+        }
+        let candidate = dir.join(prog);
+        let Ok(meta) = std::fs::metadata(&candidate) else {
+            continue;
+        };
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            continue;
+        }
+        let Ok(c) = CString::new(candidate.into_os_string().into_encoded_bytes()) else {
+            return None;
+        };
+        // SAFETY: `c` is a valid NUL-terminated path.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+            return Some(c);
+        }
+    }
+    None
+}
+
 /// Fork the child and hold it before exec.
 pub fn fork_held(argv: &[String]) -> Result<HeldChild, SpawnError> {
     use std::os::unix::ffi::OsStrExt;
     let args = cstrings(argv.iter().cloned())?;
+    let resolved = argv.first().and_then(|p| resolve_in_path(p));
     let mut base: Vec<CString> = Vec::new();
     for (k, v) in std::env::vars_os() {
         let mut kv = k.as_bytes().to_vec();
@@ -140,6 +177,9 @@ pub fn fork_held(argv: &[String]) -> Result<HeldChild, SpawnError> {
             envp[n] = std::ptr::null();
             // Rust ignores SIGPIPE; the command must get the default back.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            if let Some(path) = &resolved {
+                libc::execve(path.as_ptr(), argp.as_ptr(), envp.as_ptr());
+            }
             libc::execvpe(prog.as_ptr(), argp.as_ptr(), envp.as_ptr());
             let errno = *libc::__errno_location();
             let bytes = errno.to_ne_bytes();
@@ -257,5 +297,25 @@ pub async fn wait_async(pid: i32) -> std::io::Result<Ended> {
             Ok(_) | Err(nix::errno::Errno::EINTR) => guard.clear_ready(),
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_in_path;
+
+    #[test]
+    fn a_bare_name_resolves_to_the_file_execvp_would_run() {
+        let found = resolve_in_path("sh").expect("sh is on PATH");
+        let found = found.to_str().unwrap();
+        assert!(found.starts_with('/') && found.ends_with("/sh"), "{found}");
+    }
+
+    #[test]
+    fn names_with_a_slash_or_not_found_are_left_to_execvpe() {
+        assert_eq!(resolve_in_path("./sh"), None);
+        assert_eq!(resolve_in_path("/bin/sh"), None);
+        assert_eq!(resolve_in_path("sc-no-such-command-anywhere"), None);
+        assert_eq!(resolve_in_path(""), None);
     }
 }

@@ -241,6 +241,7 @@ async fn start(
             .call(&Request::Exited {
                 job: grant.job,
                 exit: ChildExit::SpawnFailed { errno },
+                usage: false,
             })
             .await;
         return Err(if errno == libc::ENOENT { 127 } else { 126 });
@@ -406,7 +407,8 @@ async fn supervise(
     };
     let usage = match conn.as_mut() {
         Some(c) => {
-            let (usage, late) = report_exit(c, job, exit).await;
+            let want = rep.shows_usage(signal);
+            let (usage, late) = report_exit(c, job, exit, want).await;
             // The child's end can win the race against a notice sent before
             // it (a timeout's SIGTERM follows its notice): handle those now.
             for resp in late {

@@ -31,10 +31,13 @@ pub(super) async fn report_exit(
     conn: &mut Conn,
     job: JobId,
     exit: ChildExit,
+    usage: bool,
 ) -> (Option<JobUsage>, Vec<Response>) {
     let mut late = Vec::new();
     let fut = async {
-        conn.send(&Request::Exited { job, exit }).await.ok()?;
+        conn.send(&Request::Exited { job, exit, usage })
+            .await
+            .ok()?;
         loop {
             match conn.recv().await.ok()? {
                 Response::Finished { usage, .. } => return Some(usage),

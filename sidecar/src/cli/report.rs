@@ -221,6 +221,12 @@ impl Reporter {
         eprintln!("sc: {msg}");
     }
 
+    /// Whether [`Reporter::exited`] shows the job's accounting for a child
+    /// that ended so: always in JSON, else only for the OOM line (a SIGKILL).
+    pub fn shows_usage(&self, signal: Option<i32>) -> bool {
+        self.json || signal == Some(libc::SIGKILL)
+    }
+
     pub fn exited(&mut self, job: JobId, code: Option<i32>, signal: Option<i32>, usage: &JobUsage) {
         let oom = usage.oom_kills > 0 && signal == Some(libc::SIGKILL);
         self.emit(json!({

@@ -160,7 +160,8 @@ where
     );
     if let Some(c) = conn {
         // Best effort: a stopped or partitioned daemon would hold us here.
-        let _ = tokio::time::timeout(Duration::from_secs(1), report_exit(c, job, exit)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), report_exit(c, job, exit, false)).await;
     }
     EXIT_SC_ERROR
 }

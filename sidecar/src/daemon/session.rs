@@ -7,7 +7,7 @@
 //! connection closes; nothing here can take the daemon down.
 
 use super::state::{
-    ClientLink, Ending, Job, StopReason, account, cleanup, reap, record_end, wall_ms,
+    ClientLink, Ending, Job, StopReason, account, cleanup, reap, record_end, times_of, wall_ms,
 };
 use super::{Shared, control, lifecycle, services};
 use crate::wire::{FrameReader, WireError, write_msg};
@@ -228,8 +228,12 @@ async fn exec_loop(
     let mut finished = false;
     while let Some(req) = next(reader, tx).await {
         match req {
-            Request::Exited { job: j, exit } if j == job && !finished => {
-                finished = finish(shared, job, conn, exit, tx);
+            Request::Exited {
+                job: j,
+                exit,
+                usage,
+            } if j == job && !finished => {
+                finished = finish(shared, (job, conn), exit, usage, tx);
             }
             other => {
                 let _ = tx.send(Response::error(
@@ -245,13 +249,16 @@ async fn exec_loop(
     }
 }
 
-/// The job's child ended: account, answer, record; clean up after.
-/// Returns `false` (after an error reply) if the job is not ours.
+/// The job's child ended: release, answer, account, record; clean up after.
+/// The answer waits for the accounting only when the client asked for it
+/// (`usage`): reading the cgroup is most of the time between a job's end
+/// and its `sc exec` returning. Returns `false` (after an error reply) if
+/// the job is not ours.
 fn finish(
     shared: &Shared,
-    id: JobId,
-    conn: u64,
+    (id, conn): (JobId, u64),
     exit: ChildExit,
+    usage_wanted: bool,
     tx: &mpsc::UnboundedSender<Response>,
 ) -> bool {
     let (job, store) = {
@@ -282,21 +289,28 @@ fn finish(
     if empty {
         job.claim = None;
     }
-    // Reading a few cgroup files and appending one line are fast enough to
-    // do here; only the cgroup's removal (which may have to kill what the
-    // command left behind) goes to a blocking thread, after the reply.
-    let usage = account(&job);
-    shared.metrics.record_oom_kills(usage.oom_kills);
-    let ending = ending_of(&job, exit, &usage);
-    // The answer goes out first; the history line follows on a blocking
-    // thread. Only a daemon crash in between could leave the job recorded
-    // as abandoned instead of with its exit; its `sc exec` has the exit
-    // either way.
-    let _ = tx.send(Response::Finished {
-        job: id,
-        usage: usage.clone(),
-    });
+    let usage = usage_wanted.then(|| account(&job));
+    if let Some(usage) = &usage {
+        let _ = tx.send(Response::Finished {
+            job: id,
+            usage: usage.clone(),
+        });
+    } else {
+        let _ = tx.send(Response::Finished {
+            job: id,
+            usage: times_of(&job),
+        });
+    }
+    // The history line (an fsync) and the cgroup's removal (which may have
+    // to kill what the command left behind) follow on a blocking thread.
+    // Only a daemon crash in between could leave the job recorded as
+    // abandoned instead of with its exit; its `sc exec` has the exit either
+    // way.
+    let metrics = shared.metrics.clone();
     tokio::task::spawn_blocking(move || {
+        let usage = usage.unwrap_or_else(|| account(&job));
+        metrics.record_oom_kills(usage.oom_kills);
+        let ending = ending_of(&job, exit, &usage);
         record_end(&store, &job, &ending, &usage);
         cleanup(&job);
     });

@@ -385,9 +385,10 @@ pub struct Ending {
     pub reason: Option<String>,
 }
 
-/// Read a job's accounting from its cgroup (before it is removed).
-pub fn account(job: &Job) -> JobUsage {
-    let mut usage = JobUsage {
+/// A job's limit and its wait and run times: what is known without reading
+/// its cgroup.
+pub fn times_of(job: &Job) -> JobUsage {
+    JobUsage {
         mem_limit: job.limits.mem_max,
         waited_ms: job
             .started_at
@@ -399,7 +400,12 @@ pub fn account(job: &Job) -> JobUsage {
             .map(|s| s.elapsed().as_millis() as u64)
             .unwrap_or(0),
         ..Default::default()
-    };
+    }
+}
+
+/// Read a job's accounting from its cgroup (before it is removed).
+pub fn account(job: &Job) -> JobUsage {
+    let mut usage = times_of(job);
     if let Some(cg) = &job.cgroup
         && let Ok(u) = cg.usage()
     {
