@@ -9,7 +9,8 @@
 //! the 5-host chaos run with seed 2026 did — the job ran on unsupervised
 //! while the other hosts, after T_down, granted its resource again.
 //!
-//! So `sc exec` starts `sc stop-guard` (in its own process group, so
+//! So `sc exec` starts a guard process — forked, or `sc stop-guard` when
+//! it cannot fork safely — (in its own process group, so
 //! terminal signals meant for the job do not reach it) as soon as it knows
 //! the job needs cluster resources — while the job queues, so the process
 //! start costs the hand-over nothing — and arms it at the grant with the
@@ -29,7 +30,7 @@ use clap::Args;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Longest sleep between two looks at CLOCK_BOOTTIME (see the stopper).
@@ -44,15 +45,36 @@ pub struct GuardArgs {
 
 /// `sc exec`'s end of a running guard.
 pub struct Guard {
-    pipe: Option<ChildStdin>,
-    /// Kept so the guard is not reaped before we are gone (init reaps it).
-    _process: Child,
+    pipe: Option<std::fs::File>,
+    /// An exec'd guard, kept so that it is not reaped before we are gone
+    /// (init reaps it, as it reaps a forked one).
+    _process: Option<Child>,
 }
 
 impl Guard {
     /// Start an unarmed guard. `None` (after a warning) when it cannot
     /// start: the stopper in `sc exec` and the daemon remain.
+    ///
+    /// Forked without exec when this process has a single thread (as
+    /// `sc exec` has when it queues: its runtime is current-thread), else
+    /// `sc stop-guard` is started. A fork costs a fraction of starting the
+    /// `sc` binary again, and every `--needs` job pays it while another
+    /// host's job is handing its resource over on the same cores.
     pub fn spawn(json: bool) -> Option<Guard> {
+        if single_threaded() {
+            match fork_guard(json) {
+                Ok(pipe) => {
+                    return Some(Guard {
+                        pipe: Some(pipe),
+                        _process: None,
+                    });
+                }
+                Err(e) => {
+                    eprintln!("sc: warning: cannot start the stop guard: {e}");
+                    return None;
+                }
+            }
+        }
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg("stop-guard");
         if json {
@@ -65,8 +87,11 @@ impl Guard {
             .process_group(0);
         match cmd.spawn() {
             Ok(mut process) => Some(Guard {
-                pipe: process.stdin.take(),
-                _process: process,
+                pipe: process
+                    .stdin
+                    .take()
+                    .map(|w| std::fs::File::from(std::os::fd::OwnedFd::from(w))),
+                _process: Some(process),
             }),
             Err(e) => {
                 eprintln!("sc: warning: cannot start the stop guard: {e}");
@@ -103,6 +128,41 @@ impl Guard {
         if let Some(w) = self.pipe.as_mut() {
             let _ = w.write_all(msg.as_bytes());
         }
+    }
+}
+
+/// Does this process run a single thread? Only then may a child forked
+/// from it run ordinary code (allocate, take std's locks) without exec:
+/// no other thread can have held a lock at the fork.
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
+}
+
+/// Fork the guard: its stdin is the read end of a new pipe, stdout is
+/// /dev/null, every other descriptor but stderr is closed (the held
+/// child's release pipe above all: a copy here would keep the held child
+/// waiting after `sc exec` died), and it runs [`main`] in a process group
+/// of its own, then `_exit`s. Returns the pipe's write end.
+fn fork_guard(json: bool) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // SAFETY: this process has a single thread (checked by the caller), so
+    // the child may run ordinary code; it ends in `_exit`, never returning
+    // into the caller's runtime.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => unsafe {
+            libc::setpgid(0, 0);
+            // Its command line is `sc exec`'s; `ps -o comm` and top tell it.
+            libc::prctl(libc::PR_SET_NAME, c"sc-stop-guard".as_ptr());
+            if libc::dup2(r.as_raw_fd(), 0) < 0 || libc::dup2(devnull.as_raw_fd(), 1) < 0 {
+                libc::_exit(0);
+            }
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            let code = main(GuardArgs { json });
+            libc::_exit(i32::from(code));
+        },
+        nix::unistd::ForkResult::Parent { .. } => Ok(std::fs::File::from(w)),
     }
 }
 
