@@ -31,6 +31,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The stream underneath (tests read it raw).
+    #[cfg(test)]
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// The next message; `Ok(None)` when the peer closed cleanly between
     /// messages. A close in the middle of a frame is an error.
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {

@@ -5,13 +5,13 @@
 //! the effect has happened (record written, pid in its cgroup).
 
 use super::Shared;
+use super::replies::Replies;
 use super::session::{Peer, new_job};
 use super::state::{ClientLink, Daemon, StopReason, wall_ms};
 use crate::admission::impossible;
 use sc_protocol::{ErrorKind, ExecRequest, JobId, JobState, PRIORITY_MAX_ABS, Response};
 use sc_supervisor::Limits;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
 
 pub fn limits_of(exec: &ExecRequest) -> Limits {
     let r = &exec.requests;
@@ -94,7 +94,7 @@ pub fn enqueue(
     shared: &Shared,
     peer: Peer,
     exec: ExecRequest,
-    tx: UnboundedSender<Response>,
+    tx: Replies,
 ) -> Option<(JobId, u64)> {
     if let Err(msg) = validate(&exec, peer) {
         let _ = tx.send(Response::error(ErrorKind::BadRequest, msg));
@@ -195,7 +195,7 @@ pub fn reattach(
     id: JobId,
     running: bool,
     waited_ms: u64,
-    tx: UnboundedSender<Response>,
+    tx: Replies,
 ) -> Option<(JobId, u64)> {
     let pid = running.then_some(exec.pid);
     let mut d = shared.daemon();

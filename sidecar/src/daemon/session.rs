@@ -1,25 +1,24 @@
 //! One client connection: the hello exchange, then either a single `exec`
 //! job's whole life or any number of one-shot verbs (`ps`, `cancel`, ...).
 //!
-//! Every reply goes through one writer task fed by a channel, so the
-//! scheduler can push `Waiting`/`Granted` to a job's client without touching
-//! its socket. Bad input gets an error frame naming the problem, then the
+//! Replies go out through a [`Replies`] handle, which the job table keeps
+//! too, so the scheduler can push `Waiting`/`Granted` to a job's client at
+//! once, in order, without owning its socket. Bad input gets an error frame naming the problem, then the
 //! connection closes; nothing here can take the daemon down.
 
+use super::replies::Replies;
 use super::state::{
     ClientLink, Ending, Job, StopReason, account, cleanup, reap, record_end, times_of, wall_ms,
 };
 use super::{Shared, control, lifecycle, services};
-use crate::wire::{FrameReader, WireError, write_msg};
+use crate::wire::{FrameReader, WireError};
 use sc_protocol::codec::{CodecError, FrameKind};
 use sc_protocol::{
     ChildExit, ErrorKind, ExecRequest, JobId, JobState, PROTOCOL_VERSION, Request, Response,
 };
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
-use tokio::sync::mpsc;
 
 /// Who is on the other end, from SO_PEERCRED (never from the messages).
 #[derive(Debug, Clone, Copy)]
@@ -39,16 +38,9 @@ pub async fn serve(shared: Shared, stream: UnixStream) {
             return;
         }
     };
-    let (r, mut w) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Response>();
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if write_msg(&mut w, FrameKind::Response, &msg).await.is_err() {
-                break;
-            }
-        }
-        let _ = w.shutdown().await;
-    });
+    let (r, w) = stream.into_split();
+    let (tx, writer) = Replies::new(w);
+    let writer = tokio::spawn(writer);
     let mut reader = FrameReader::new(r, FrameKind::Request);
     run(&shared, peer, &mut reader, &tx).await;
     drop(tx);
@@ -69,10 +61,7 @@ fn error_for(e: &WireError) -> Option<Response> {
     }
 }
 
-async fn next(
-    reader: &mut FrameReader<OwnedReadHalf>,
-    tx: &mpsc::UnboundedSender<Response>,
-) -> Option<Request> {
+async fn next(reader: &mut FrameReader<OwnedReadHalf>, tx: &Replies) -> Option<Request> {
     match reader.next::<Request>().await {
         Ok(Some(r)) => Some(r),
         Ok(None) => None,
@@ -86,12 +75,7 @@ async fn next(
     }
 }
 
-async fn run(
-    shared: &Shared,
-    peer: Peer,
-    reader: &mut FrameReader<OwnedReadHalf>,
-    tx: &mpsc::UnboundedSender<Response>,
-) {
+async fn run(shared: &Shared, peer: Peer, reader: &mut FrameReader<OwnedReadHalf>, tx: &Replies) {
     match next(reader, tx).await {
         Some(Request::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => {
             let _ = tx.send(Response::Hello {
@@ -223,7 +207,7 @@ async fn exec_loop(
     shared: &Shared,
     (job, conn): (JobId, u64),
     reader: &mut FrameReader<OwnedReadHalf>,
-    tx: &mpsc::UnboundedSender<Response>,
+    tx: &Replies,
 ) {
     let mut finished = false;
     while let Some(req) = next(reader, tx).await {
@@ -259,7 +243,7 @@ fn finish(
     (id, conn): (JobId, u64),
     exit: ChildExit,
     usage_wanted: bool,
-    tx: &mpsc::UnboundedSender<Response>,
+    tx: &Replies,
 ) -> bool {
     let (job, store) = {
         let mut d = shared.daemon();
@@ -282,12 +266,14 @@ fn finish(
     // empty group that is now, first (another host is waiting on them),
     // before the accounting and the slower removal below.
     let mut job = job;
-    let empty = match &job.cgroup {
-        Some(cg) => cg.is_populated().is_ok_and(|p| !p),
-        None => true,
-    };
-    if empty {
-        job.claim = None;
+    if job.claim.is_some() {
+        let empty = match &job.cgroup {
+            Some(cg) => cg.is_populated().is_ok_and(|p| !p),
+            None => true,
+        };
+        if empty {
+            job.claim = None;
+        }
     }
     let usage = usage_wanted.then(|| account(&job));
     if let Some(usage) = &usage {
@@ -436,7 +422,7 @@ async fn stream_logs(
     lines: u32,
     follow: bool,
     reader: &mut FrameReader<OwnedReadHalf>,
-    tx: &mpsc::UnboundedSender<Response>,
+    tx: &Replies,
 ) {
     let dir = match services::verbs::log_location(shared, peer, name) {
         Ok(d) => d,

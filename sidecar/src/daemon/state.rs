@@ -7,6 +7,7 @@
 //! Runtime-only things (client channels, cgroup handles) live here, never in
 //! `sc_protocol`.
 
+use super::replies::Replies;
 use super::store::{PersistedJob, PersistedState, Store};
 use crate::admission::{Candidate, Holder, HostReading, Snapshot};
 use sc_protocol::{ExecRequest, JobId, JobState, JobUsage, PauseReason, Response, WaitReason};
@@ -14,7 +15,6 @@ use sc_supervisor::{Cgroup, CgroupTree, Limits};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// The `sc exec` connection a job belongs to.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct ClientLink {
     pub conn: u64,
     /// The `sc exec` process (SO_PEERCRED): the job's process must be its child.
     pub peer_pid: Option<u32>,
-    pub tx: UnboundedSender<Response>,
+    pub tx: Replies,
 }
 
 /// Why a running job is being stopped by the daemon.
@@ -123,8 +123,7 @@ impl Job {
     pub fn mem_used(&self) -> u64 {
         self.cgroup
             .as_ref()
-            .and_then(|c| c.usage().ok())
-            .and_then(|u| u.mem_current)
+            .and_then(|c| c.mem_current().ok().flatten())
             .unwrap_or(0)
     }
 }

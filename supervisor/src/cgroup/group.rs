@@ -200,6 +200,11 @@ impl Cgroup {
     /// Reads memory, CPU and OOM accounting; missing files give `None`. CPU
     /// time comes from the v2 / unified `cpu.stat` `usage_usec` when the
     /// group is in that tree, else from v1 `cpuacct.usage`.
+    /// Memory in use now; `None` without a memory controller.
+    pub fn mem_current(&self) -> Result<Option<u64>, Error> {
+        memory::current(self)
+    }
+
     pub fn usage(&self) -> Result<Usage, Error> {
         let mut usage = memory::usage(self)?;
         usage.cpu_time_us = cpu::usage_us(self)?;

@@ -96,6 +96,21 @@ fn keyed(path: &Path, key: &str) -> Result<Option<u64>, Error> {
 }
 
 /// Memory fields of [`Usage`] (`cpu_time_us` is left `None`).
+/// Memory in use now (one file: admission reads it for every running job
+/// on every pass, where the whole [`usage`] would read three).
+pub(super) fn current(g: &Cgroup) -> Result<Option<u64>, Error> {
+    let Some(root) = g.root(&g.layout().memory) else {
+        return Ok(None);
+    };
+    let dir = g.dir(root);
+    let file = if g.layout().v2 {
+        "memory.current"
+    } else {
+        "memory.usage_in_bytes"
+    };
+    number(&dir.join(file))
+}
+
 pub(super) fn usage(g: &Cgroup) -> Result<Usage, Error> {
     let Some(root) = g.root(&g.layout().memory) else {
         return Ok(Usage::default());

@@ -147,6 +147,7 @@ fn usage_v2_and_v1() {
         oom_kills: Some(2),
     };
     assert_eq!(g.usage().ok(), Some(want));
+    assert_eq!(g.mem_current().ok(), Some(Some(1234)));
     // memory.peak appeared in Linux 5.19.
     fs::remove_file(sub.join("jobs/1/memory.peak")).expect("rm");
     assert_eq!(g.usage().ok().and_then(|u| u.mem_peak), None);
@@ -165,6 +166,7 @@ fn usage_v2_and_v1() {
         oom_kills: Some(3),
     };
     assert_eq!(g.usage().ok(), Some(want));
+    assert_eq!(g.mem_current().ok(), Some(Some(4096)));
 }
 
 #[test]
