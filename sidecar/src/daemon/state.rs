@@ -446,6 +446,16 @@ pub fn reap(job: &Job) -> JobUsage {
 /// Record the job in the history store and drop its live record. Slow
 /// (the store fsyncs): call off the async runtime.
 pub fn record_end(store: &Store, job: &Job, ending: &Ending, usage: &JobUsage) {
+    // Said before the store's fsync: the line marks when the daemon learnt
+    // of the end (the hand-over bench splits at it), not when it was filed.
+    tracing::info!(
+        job = job.id,
+        outcome = ending.outcome,
+        code = ending.code,
+        signal = ending.signal,
+        peak_mem = usage.peak_mem,
+        "job ended"
+    );
     let rec = sc_protocol::HistoryEntry {
         id: job.id,
         owner: job.owner,
@@ -471,12 +481,4 @@ pub fn record_end(store: &Store, job: &Job, ending: &Ending, usage: &JobUsage) {
     if let Err(e) = store.remove_job(job.id) {
         tracing::error!(job = job.id, "cannot remove job record: {e}");
     }
-    tracing::info!(
-        job = job.id,
-        outcome = ending.outcome,
-        code = ending.code,
-        signal = ending.signal,
-        peak_mem = usage.peak_mem,
-        "job ended"
-    );
 }
