@@ -3,8 +3,9 @@
 //!
 //! Replies go out through a [`Replies`] handle, which the job table keeps
 //! too, so the scheduler can push `Waiting`/`Granted` to a job's client at
-//! once, in order, without owning its socket. Bad input gets an error frame naming the problem, then the
-//! connection closes; nothing here can take the daemon down.
+//! once, in order, without owning its socket. Bad input gets an error frame
+//! naming the problem, then the connection closes; nothing here can take
+//! the daemon down.
 
 use super::replies::Replies;
 use super::state::{
