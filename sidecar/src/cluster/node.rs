@@ -57,6 +57,8 @@ impl ClusterView {
 pub struct ClusterNode {
     pub view: ClusterView,
     pub handle: ChitchatHandle,
+    /// One-message pushes of our state (`push.rs`).
+    pub pusher: super::push::Pusher,
 }
 
 /// Load the certificates (the node name is the certificate's), bind the
@@ -74,6 +76,7 @@ pub async fn start(cfg: &ClusterConfig) -> Result<ClusterNode> {
     let node_name = tls.node_name().to_string();
     let quic = QuicTransport::new(tls, cfg.max_frame as usize);
     let stats = quic.stats();
+    let pusher = quic.pusher();
     if let Some(path) = cfg.test_partition_file.clone() {
         watch_partition_file(path, quic.blocker());
     }
@@ -118,7 +121,11 @@ pub async fn start(cfg: &ClusterConfig) -> Result<ClusterNode> {
         generation,
         resources: None,
     };
-    Ok(ClusterNode { view, handle })
+    Ok(ClusterNode {
+        view,
+        handle,
+        pusher,
+    })
 }
 
 /// TEST-ONLY (`[cluster] test_partition_file`): follow the file's list of

@@ -234,6 +234,9 @@ struct Shared {
     /// for seconds. (Our connection to its old process is closed by the
     /// stateless reset the new one sends: `NodeTls::endpoint_config`.)
     came_back: Mutex<HashSet<SocketAddr>>,
+    /// What `recv` hands chitchat, for [`super::push::Pusher`] to add a
+    /// message as if a peer had sent it. Set when the endpoint is bound.
+    inbox: super::push::InboxSlot,
 }
 
 impl Shared {
@@ -268,6 +271,7 @@ impl QuicTransport {
                 stats: Arc::default(),
                 blocked: Arc::default(),
                 came_back: Mutex::default(),
+                inbox: Arc::default(),
             }),
         }
     }
@@ -296,6 +300,12 @@ impl QuicTransport {
         *blocked = peers.into_iter().map(canonical).collect();
     }
 
+    /// Hands our chitchat messages as if from a peer (see `push.rs`);
+    /// works once the endpoint is bound.
+    pub fn pusher(&self) -> super::push::Pusher {
+        super::push::Pusher::new(self.shared.inbox.clone())
+    }
+
     /// Binds the endpoint and starts accepting; what `open` does, with the
     /// concrete type (tests, `local_addr`).
     pub fn bind(&self, listen_addr: SocketAddr) -> Result<QuicSocket> {
@@ -310,6 +320,7 @@ impl QuicTransport {
         .with_context(|| format!("starting the QUIC gossip endpoint on {listen_addr}"))?;
         endpoint.set_default_client_config(self.tls.client_config());
         let (tx, incoming) = mpsc::channel(self.shared.limits.incoming_queue_len);
+        *self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), self.shared.clone(), tx));
         Ok(QuicSocket {
             endpoint,
@@ -605,7 +616,7 @@ async fn write_frame(
 
 // ---- receiving side -----------------------------------------------------
 
-type Inbox = mpsc::Sender<(SocketAddr, ChitchatMessage)>;
+pub(super) type Inbox = mpsc::Sender<(SocketAddr, ChitchatMessage)>;
 
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, inbox: Inbox) {
     while let Some(incoming) = endpoint.accept().await {

@@ -83,11 +83,20 @@ impl Node {
     }
 
     async fn start_with(transport: QuicTransport, addr: SocketAddr, seeds: &[SocketAddr]) -> Node {
+        Node::start_gossiping_every(transport, addr, seeds, Duration::from_millis(100)).await
+    }
+
+    async fn start_gossiping_every(
+        transport: QuicTransport,
+        addr: SocketAddr,
+        seeds: &[SocketAddr],
+        gossip_interval: Duration,
+    ) -> Node {
         let name = transport.tls.node_name().to_owned();
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new(name.clone(), 1, addr),
             cluster_id: "sc-test".to_owned(),
-            gossip_interval: Duration::from_millis(100),
+            gossip_interval,
             listen_addr: addr,
             seed_nodes: seeds.iter().map(ToString::to_string).collect(),
             failure_detector_config: FailureDetectorConfig {
@@ -611,4 +620,62 @@ async fn a_restarted_peer_is_reached_again_before_the_idle_timeout() {
         a.stats()
     );
     shutdown(vec![a, b2]).await;
+}
+
+/// Key `key` of node `of` as `node` holds it.
+async fn value_seen(node: &Node, of: &str, key: &str) -> Option<String> {
+    node.handle
+        .with_chitchat(|c| {
+            c.node_states()
+                .iter()
+                .find(|(id, _)| &*id.node_id == of)
+                .and_then(|(_, st)| st.get(key).map(str::to_owned))
+        })
+        .await
+}
+
+/// With gossip rounds an hour apart (only the first one at start), a
+/// value set on `a` reaches `b` only when pushed (cluster/push.rs), and
+/// then in one message, with every earlier key of `a`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_delivers_our_state_without_a_gossip_round() {
+    let pki = Pki::new();
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let hour = Duration::from_secs(3600);
+    let quic = |name| QuicTransport::new(pki.tls(name), TransportLimits::default());
+    let a = Node::start_gossiping_every(quic("a"), addr_a, &[], hour).await;
+    let b = Node::start_gossiping_every(quic("b"), addr_b, &[addr_a], hour).await;
+    assert!(
+        eventually(CONVERGE, || async { all_see(&[&a, &b], &["a", "b"]).await }).await,
+        "the first round did not make a and b meet"
+    );
+
+    a.handle
+        .with_chitchat(|c| c.self_node_state().set("quiet", "1"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        value_seen(&b, "a", "quiet").await,
+        None,
+        "gossiped without a push"
+    );
+
+    let pusher = a.transport.pusher();
+    let pushed = a
+        .handle
+        .with_chitchat(|c| {
+            c.self_node_state().set("pushed", "2");
+            pusher.push(c, addr_b)
+        })
+        .await;
+    assert!(pushed, "the push was not queued");
+    assert!(
+        eventually(CONVERGE, || async {
+            value_seen(&b, "a", "pushed").await.as_deref() == Some("2")
+        })
+        .await,
+        "b never got the pushed value"
+    );
+    assert_eq!(value_seen(&b, "a", "quiet").await.as_deref(), Some("1"));
+    shutdown(vec![a, b]).await;
 }

@@ -286,14 +286,20 @@ pub async fn run(
                 continue;
             }
         }
+        // The new value goes to the hosts that wait on it in one message
+        // (`cluster/push.rs`); a push that cannot be queued is a poke.
+        let mut cc = chitchat.lock().await;
         if let Some(v) = out.publish {
-            chitchat.lock().await.self_node_state().set(KEY_DL, v);
+            cc.self_node_state().set(KEY_DL, v);
         }
         for name in &out.pokes {
-            if let Some(addr) = addrs.get(name) {
+            if let Some(addr) = addrs.get(name)
+                && !node.pusher.push(&cc, *addr)
+            {
                 let _ = handle.gossip(*addr);
             }
         }
+        drop(cc);
         let store = shared.daemon().store.clone();
         for p in placed {
             lifecycle::after_placed(&shared, store.clone(), p);
