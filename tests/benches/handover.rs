@@ -658,7 +658,7 @@ fn run() -> Res<()> {
             Some(parts) => {
                 let what = [
                     "split 1/3: job's end record → its daemon logs `job ended` (sc exec reaps the job, Exited, release, Finished, accounting; the history line follows)",
-                    "split 2/3: `job ended` → next host's daemon logs `job started` (engine step, poke: Syn/SynAck/Ack over QUIC, engine step; the release precedes `job ended`, so this can be below zero)",
+                    "split 2/3: `job ended` → next host's daemon logs `job started` (engine step, push: one SynAck over QUIC, engine step; the release precedes `job ended`, so this can be below zero)",
                     "split 3/3: `job started` → next job's start record (Granted to sc exec, release of the held child, exec of sc-stamp)",
                 ];
                 for (w, v) in what.iter().zip(parts) {
