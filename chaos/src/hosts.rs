@@ -34,6 +34,10 @@ impl Mode {
 pub const SERVICE: &str = "svc";
 /// Quorum lease L of every daemon (`[cluster] lease`).
 pub const LEASE_MS: u64 = 3000;
+/// How long a restarted daemon keeps an adopted job for its `sc exec` to
+/// re-attach before it records it as abandoned: the daemon's default
+/// `[daemon] reattach_grace`, which the configs here leave alone.
+pub const REATTACH_GRACE: Duration = Duration::from_secs(10);
 pub const SERVICE_HOST: usize = 0;
 
 pub struct Host {

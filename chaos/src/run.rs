@@ -4,7 +4,7 @@
 
 use crate::check::{self, Input, Verdict};
 use crate::faults::{Ctl, Nemesis, schedule};
-use crate::hosts::{Host, Mode, SERVICE, SERVICE_HOST, host_name, make_certs};
+use crate::hosts::{Host, Mode, REATTACH_GRACE, SERVICE, SERVICE_HOST, host_name, make_certs};
 use crate::lab::Lab;
 use crate::net::{Net, NetKind};
 use crate::stamps::StampTail;
@@ -220,6 +220,7 @@ fn run_in(o: &Opts, lab: &mut Lab) -> Result<i32, String> {
             return Err("interrupted".into());
         }
     }
+    wait_for_adopted_jobs(o, lab, &net, t0);
     // Let the daemons record the last ends in their history stores.
     sleep_unless_interrupted(Duration::from_secs(2));
     stamps.poll();
@@ -346,4 +347,54 @@ fn live(nemesis: &Nemesis, stamps: &StampTail, lab: &mut Lab) -> String {
         stamps.handovers,
         lab.hosts.len()
     )
+}
+
+/// Jobs a restarted daemon adopted and whose `sc exec` is gone (it was
+/// killed, or gave up after a lost lease) end only when the daemon's
+/// re-attach grace runs out, as "abandoned". Stopping the daemons before
+/// that would leave their records and groups behind — a teardown artefact,
+/// not a lost job — so wait for them, a little longer than the grace.
+fn wait_for_adopted_jobs(o: &Opts, lab: &Lab, net: &Arc<Mutex<Net>>, t0: u64) {
+    let deadline = mono_ns() + (REATTACH_GRACE + Duration::from_secs(5)).as_nanos() as u64;
+    let mut said = false;
+    loop {
+        let adopted: usize = lab
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let ps = h.query(&o.sc, &net.lock().unwrap(), i, &["ps", "--json"]);
+                ps.and_then(|v| {
+                    v["jobs"].as_array().map(|jobs| {
+                        jobs.iter()
+                            .filter(|j| j["state"].as_str() == Some("Detached"))
+                            .count()
+                    })
+                })
+                .unwrap_or(0)
+            })
+            .sum();
+        if adopted == 0 {
+            return;
+        }
+        if mono_ns() >= deadline {
+            say(
+                t0,
+                &format!("{adopted} adopted jobs still waiting for their sc exec"),
+            );
+            return;
+        }
+        if !said {
+            said = true;
+            say(
+                t0,
+                &format!(
+                    "waiting for {adopted} adopted jobs whose sc exec is gone (re-attach grace)"
+                ),
+            );
+        }
+        if !sleep_unless_interrupted(Duration::from_millis(200)) {
+            return;
+        }
+    }
 }
