@@ -48,6 +48,11 @@ pub struct Ctl<'a> {
 impl Ctl<'_> {
     /// Record the topology as it is now.
     pub fn snapshot(&mut self) {
+        self.snapshot_since(mono_ns());
+    }
+
+    /// Record the topology as it is now, as holding since `since`.
+    fn snapshot_since(&mut self, since: u64) {
         let net = self.net.lock().unwrap();
         let n = self.hosts.len();
         let s = State {
@@ -57,7 +62,7 @@ impl Ctl<'_> {
             blocked: (0..n).map(|i| net.blocked(i).clone()).collect(),
         };
         drop(net);
-        self.timeline.push(mono_ns(), s);
+        self.timeline.push(since, s);
     }
 }
 
@@ -128,11 +133,24 @@ impl Nemesis {
             }
         }
         self.pending.sort_by_key(|(t, _)| *t);
+        // A heal is stamped when it began, not once its commands are done:
+        // a host may be reached again, and granted (a push arrives in one
+        // message), before the last one returns — and a start stamped
+        // before the recorded heal looked like a minority grant (CI seed
+        // 1795292164: a start 2.17 s into a 2.2 s split). Cuts stay
+        // stamped after they took effect. Both err toward "connected".
+        let undo_from = mono_ns();
+        let mut undone = false;
         while self.pending.first().is_some_and(|(t, _)| *t <= now) {
             let (_, a) = self.pending.remove(0);
             self.undo(a, ctl);
+            undone = true;
         }
-        ctl.snapshot();
+        if undone {
+            ctl.snapshot_since(undo_from);
+        } else {
+            ctl.snapshot();
+        }
         said
     }
 
