@@ -10,8 +10,8 @@
 //! We fork by hand rather than with `std::process::Command`, whose `spawn`
 //! returns only after the child has exec'd. Everything the child needs is
 //! allocated before `fork`; after it the child only calls async-signal-safe
-//! functions (`read`, `signal`, `execve`, `execvpe`, `write`, `_exit`) and writes into
-//! memory reserved in advance.
+//! functions (`read`, `signal`, `execve`, `execvpe`, `write`, `_exit`) and
+//! writes into memory reserved in advance.
 //!
 //! The child inherits cwd, stdin/stdout/stderr, the terminal, the process
 //! group and the user, so it behaves as if typed without sc.
@@ -72,8 +72,8 @@ unsafe fn read_full(fd: i32, buf: &mut [u8]) -> bool {
 }
 
 /// Where `execvpe` would find `prog`: the first executable regular file of
-/// that name along `PATH`. Searched before the fork, while the job queues,
-/// so the released child makes one `execve` instead of one per `PATH`
+/// that name along `PATH`. Searched before the fork (before the job even
+/// queues), so the released child makes one `execve` instead of one per `PATH`
 /// entry in front of it (a job's start is on the hand-over's critical
 /// path). `None` — a name with a slash, an empty `PATH` entry, nothing
 /// found — leaves the search to `execvpe` itself, which also runs if the

@@ -9,13 +9,12 @@
 //! the 5-host chaos run with seed 2026 did — the job ran on unsupervised
 //! while the other hosts, after T_down, granted its resource again.
 //!
-//! So `sc exec` starts a guard process — forked, or `sc stop-guard` when
-//! it cannot fork safely — (in its own process group, so
-//! terminal signals meant for the job do not reach it) as soon as it knows
-//! the job needs cluster resources — while the job queues, so the process
-//! start costs the hand-over nothing — and arms it at the grant with the
-//! job's cgroup directories and lease, then feeds it every renewal on a
-//! pipe. Armed, the guard stops the job's cgroup — freeze, then kill,
+//! So `sc exec` starts a guard process as soon as it knows the job needs
+//! cluster resources, while the job queues: forked (or, when it cannot
+//! fork safely, `sc stop-guard`), in its own process group so that
+//! terminal signals meant for the job do not reach it. It arms it at the
+//! grant with the job's cgroup directories and lease, then feeds it every
+//! renewal on a pipe. Armed, the guard stops the job's cgroup — freeze, then kill,
 //! through the cgroup's own files, like the stopper — when the lease runs
 //! out or when the pipe closes without a last `end` line (the kernel closes
 //! it when `sc exec` dies). Unarmed, a closed pipe just ends it. It never
@@ -62,17 +61,12 @@ impl Guard {
     /// host's job is handing its resource over on the same cores.
     pub fn spawn(json: bool) -> Option<Guard> {
         if single_threaded() {
-            match fork_guard(json) {
-                Ok(pipe) => {
-                    return Some(Guard {
-                        pipe: Some(pipe),
-                        _process: None,
-                    });
-                }
-                Err(e) => {
-                    eprintln!("sc: warning: cannot start the stop guard: {e}");
-                    return None;
-                }
+            // A failed fork falls through to starting `sc stop-guard`.
+            if let Ok(pipe) = fork_guard(json) {
+                return Some(Guard {
+                    pipe: Some(pipe),
+                    _process: None,
+                });
             }
         }
         let mut cmd = Command::new("/proc/self/exe");

@@ -277,17 +277,10 @@ fn finish(
         }
     }
     let usage = usage_wanted.then(|| account(&job));
-    if let Some(usage) = &usage {
-        let _ = tx.send(Response::Finished {
-            job: id,
-            usage: usage.clone(),
-        });
-    } else {
-        let _ = tx.send(Response::Finished {
-            job: id,
-            usage: times_of(&job),
-        });
-    }
+    let _ = tx.send(Response::Finished {
+        job: id,
+        usage: usage.clone().unwrap_or_else(|| times_of(&job)),
+    });
     // The history line (an fsync) and the cgroup's removal (which may have
     // to kill what the command left behind) follow on a blocking thread.
     // Only a daemon crash in between could leave the job recorded as

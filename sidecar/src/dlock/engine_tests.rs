@@ -358,10 +358,10 @@ fn a_stale_value_is_ignored() {
     assert!(net.hosts[b].resources(now)[0].holders.is_empty());
 }
 
-#[test]
-fn a_fresh_engine_waits_the_startup_grace_before_granting() {
-    let mut net = Net::new(&["a", "b"], vec![spec("gpu", 1, Mode::Available)], &[]);
-    for (i, n) in ["a", "b"].iter().enumerate() {
+/// Hosts sharing one available-mode `gpu` unit, with a 1 s startup grace.
+fn gpu_net_with_startup_grace(names: &[&str]) -> Net {
+    let mut net = Net::new(names, vec![spec("gpu", 1, Mode::Available)], &[]);
+    for (i, n) in names.iter().enumerate() {
         net.hosts[i] = Engine::new(Setup {
             me: NodeGen::new(*n, 1),
             resources: vec![spec("gpu", 1, Mode::Available)],
@@ -373,6 +373,12 @@ fn a_fresh_engine_waits_the_startup_grace_before_granting() {
             votes: Vec::new(),
         });
     }
+    net
+}
+
+#[test]
+fn a_fresh_engine_waits_the_startup_grace_before_granting() {
+    let mut net = gpu_net_with_startup_grace(&["a", "b"]);
     net.request("a", 1, &[("gpu", 1)], 0);
     net.rounds(40, 20);
     assert!(!net.holds("a", 1), "no grant before hearing the others");
@@ -440,20 +446,7 @@ fn a_member_resuming_from_its_own_pause_does_not_vote_everyone_down() {
 /// continued engine waits the startup grace, as a restarted one does.
 #[test]
 fn a_continued_engine_waits_the_startup_grace_before_granting() {
-    let names = ["a", "c"];
-    let mut net = Net::new(&names, vec![spec("gpu", 1, Mode::Available)], &[]);
-    for (i, n) in names.iter().enumerate() {
-        net.hosts[i] = Engine::new(Setup {
-            me: NodeGen::new(*n, 1),
-            resources: vec![spec("gpu", 1, Mode::Available)],
-            members: Vec::new(),
-            params: Params {
-                startup_grace_ms: 1000,
-                ..Params::default()
-            },
-            votes: Vec::new(),
-        });
-    }
+    let mut net = gpu_net_with_startup_grace(&["a", "c"]);
     net.rounds(60, 20);
     net.request("c", 1, &[("gpu", 1)], 0);
     net.request("c", 2, &[("gpu", 1)], 0);
