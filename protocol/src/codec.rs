@@ -22,7 +22,7 @@ use serde::{Serialize, de::DeserializeOwned};
 pub const MAGIC: [u8; 2] = *b"sc";
 /// Version of the local API spoken by this build. A peer with another version
 /// gets an error frame and a closed connection.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest payload accepted, in bytes. Requests carry argv and a few numbers;
 /// the largest response is a `ps` listing, far below this.
 pub const MAX_FRAME_LEN: u32 = 4 * 1024 * 1024;

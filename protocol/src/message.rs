@@ -376,6 +376,10 @@ pub enum Response {
         /// (ms) at which `sc exec` must stop the job by itself unless a
         /// [`Response::Lease`] moves it. `None`: no lease, nothing to stop.
         lease_until_ms: Option<u64>,
+        /// The daemon has released the child itself, through the pipe the
+        /// caller passed with `Exec` (SCM_RIGHTS): the caller must not write
+        /// the release again, only wait for the child's exec.
+        released: bool,
     },
     Paused {
         job: JobId,

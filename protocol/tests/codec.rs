@@ -174,6 +174,7 @@ fn response_round_trip() {
             cgroup: Some("/sys/fs/cgroup/sc/jobs/5".into()),
             enforced: vec!["memory".into()],
             lease_until_ms: Some(123_456),
+            released: true,
         },
         Response::Lease {
             job: 5,
@@ -197,18 +198,32 @@ fn response_round_trip() {
 /// here and must come with a protocol version bump.
 /// Version 2: `Exited` says whether the client wants the job's accounting.
 #[test]
-fn golden_frame_v2() {
+fn golden_frame_v3() {
     let bytes = codec::encode_to_vec(FrameKind::Request, &Request::Cancel { job: 7 }).unwrap();
-    assert_eq!(bytes, vec![b's', b'c', 2, 1, 0, 0, 0, 2, 6, 7]);
+    assert_eq!(bytes, vec![b's', b'c', 3, 1, 0, 0, 0, 2, 6, 7]);
     let exited = Request::Exited {
         job: 7,
         exit: ChildExit::Code(0),
         usage: true,
     };
     let bytes = codec::encode_to_vec(FrameKind::Request, &exited).unwrap();
-    assert_eq!(bytes, vec![b's', b'c', 2, 1, 0, 0, 0, 5, 2, 7, 0, 0, 1]);
+    assert_eq!(bytes, vec![b's', b'c', 3, 1, 0, 0, 0, 5, 2, 7, 0, 0, 1]);
     let bytes = codec::encode_to_vec(FrameKind::Request, &Request::Ps).unwrap();
     assert_eq!(bytes.len(), HEADER_LEN + 1);
+    // Version 3 added `released` (the daemon released the held child).
+    let granted = Response::Granted {
+        job: 5,
+        env: vec![],
+        cgroup: None,
+        enforced: vec![],
+        lease_until_ms: None,
+        released: true,
+    };
+    let bytes = codec::encode_to_vec(FrameKind::Response, &granted).unwrap();
+    assert_eq!(
+        bytes,
+        vec![b's', b'c', 3, 2, 0, 0, 0, 7, 3, 5, 0, 0, 0, 0, 1]
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use crate::wire::{FrameReader, write_msg};
 use anyhow::{Context, Result, anyhow, bail};
 use sc_protocol::codec::FrameKind;
 use sc_protocol::{PROTOCOL_VERSION, Request, Response};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
@@ -104,6 +105,16 @@ pub async fn connect_to(path: &Path) -> Result<Conn> {
 /// Connect and say hello; `first` is sent in the same write as the hello,
 /// saving a round trip (the daemon answers hello first, then `first`).
 pub async fn connect_to_with(path: &Path, first: Option<&Request>) -> Result<Conn> {
+    connect_to_with_fd(path, first, None).await
+}
+
+/// [`connect_to_with`], passing `fd` along with the bytes (SCM_RIGHTS): the
+/// daemon keeps it for `first` (`wire::FdReader`).
+pub async fn connect_to_with_fd(
+    path: &Path,
+    first: Option<&Request>,
+    fd: Option<BorrowedFd<'_>>,
+) -> Result<Conn> {
     let stream = UnixStream::connect(path)
         .await
         .with_context(|| format!("cannot connect to the sc daemon at {}", path.display()))?;
@@ -120,13 +131,51 @@ pub async fn connect_to_with(path: &Path, first: Option<&Request>) -> Result<Con
     if let Some(first) = first {
         sc_protocol::codec::encode(FrameKind::Request, first, &mut bytes)?;
     }
-    tokio::io::AsyncWriteExt::write_all(&mut conn.writer, &bytes)
+    let mut rest: &[u8] = &bytes;
+    if let Some(fd) = fd {
+        let sent = send_with_fd(&conn.writer, rest, fd)
+            .await
+            .context("cannot send to the sc daemon")?;
+        rest = &rest[sent..];
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut conn.writer, rest)
         .await
         .context("cannot send to the sc daemon")?;
     match conn.recv().await? {
         Response::Hello { .. } => Ok(conn),
         Response::Error { message, .. } => bail!("the sc daemon refused us: {message}"),
         other => bail!("unexpected answer to hello: {other:?}"),
+    }
+}
+
+/// Send the first part of `bytes` with `fd` attached; returns how many
+/// bytes went (the caller writes the rest).
+async fn send_with_fd(
+    w: &OwnedWriteHalf,
+    bytes: &[u8],
+    fd: BorrowedFd<'_>,
+) -> std::io::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let stream = w.as_ref();
+    let fds = [fd.as_raw_fd()];
+    loop {
+        stream.writable().await?;
+        let res = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            sendmsg::<()>(
+                stream.as_raw_fd(),
+                &[std::io::IoSlice::new(bytes)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match res {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -138,15 +187,20 @@ pub async fn connect() -> Result<Conn> {
 
 /// [`connect`], sending `first` right behind the hello.
 pub async fn connect_with(first: Option<&Request>) -> Result<Conn> {
+    connect_with_fd(first, None).await
+}
+
+/// [`connect_with`], passing `fd` with `first` (see [`connect_to_with_fd`]).
+pub async fn connect_with_fd(first: Option<&Request>, fd: Option<BorrowedFd<'_>>) -> Result<Conn> {
     let choice = choose_socket();
-    match connect_to_with(&choice.path, first).await {
+    match connect_to_with_fd(&choice.path, first, fd).await {
         Ok(c) => Ok(c),
         Err(e) if choice.autostart && daemon_absent(&e) => {
             start_private_daemon(&choice.path)?;
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                match connect_to_with(&choice.path, first).await {
+                match connect_to_with_fd(&choice.path, first, fd).await {
                     Ok(c) => return Ok(c),
                     Err(e) if Instant::now() > deadline => {
                         let log = private_state_dir().join("daemon.log");

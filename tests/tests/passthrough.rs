@@ -64,6 +64,15 @@ fn job_id_is_exported_and_matches_events() {
         started[0]["job"], id,
         "SC_JOB_ID differs from the started event\n{out}"
     );
+    // The daemon released the held child itself, through the pipe `sc exec`
+    // passed with its request (daemon/release.rs), and the environment
+    // it wrote arrived.
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("job started") && l.contains(&format!("job={id} ")))
+        .unwrap_or_else(|| panic!("no `job started` line for job {id}\n{log}"));
+    assert!(line.contains("released_by_daemon=true"), "{line}");
     // A second job gets another id.
     let out2 = d.sc(&["exec", "--", "sh", "-c", "printf '%s' \"$SC_JOB_ID\""]);
     out2.assert_success();

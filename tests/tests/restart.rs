@@ -144,4 +144,14 @@ fn queued_job_survives_daemon_restart() {
     let out = job.wait(Duration::from_secs(30));
     out.assert_code(5);
     assert!(marker.exists());
+    // The restarted daemon never got the release pipe (a re-attach does
+    // not pass it), so `sc exec` released the child itself.
+    let log = d.log();
+    let started: Vec<&str> = log.lines().filter(|l| l.contains("job started")).collect();
+    assert!(
+        started
+            .last()
+            .is_some_and(|l| l.contains("released_by_daemon=false")),
+        "{log}"
+    );
 }

@@ -5,7 +5,11 @@
 //! out with the `Exec` request and the daemon places it as part of the
 //! grant: no round trip and no fork on the path from grant to start. It
 //! waits in `read` on a pipe; the release carries the job's environment
-//! additions (`SC_JOB_ID`, ...), which only the grant knows.
+//! additions (`SC_JOB_ID`, ...), which only the grant knows. The pipe's
+//! write end also goes to the daemon with the `Exec` (SCM_RIGHTS), which
+//! writes the release itself right after placing the child, so the child
+//! starts without waiting for us to wake up; `Granted { released }` says
+//! whether it did. Either way exactly one release is written.
 //!
 //! We fork by hand rather than with `std::process::Command`, whose `spawn`
 //! returns only after the child has exec'd. Everything the child needs is
@@ -198,26 +202,40 @@ pub fn fork_held(argv: &[String]) -> Result<HeldChild, SpawnError> {
     }
 }
 
-impl HeldChild {
-    /// Let the child exec with `env` added to its environment. Returns
-    /// `Err(errno)` if exec failed (the child has then exited 127 and must
-    /// still be reaped).
-    pub fn release(&mut self, env: &[(String, String)]) -> Result<(), i32> {
-        let mut block = Vec::new();
-        for (k, v) in env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                continue;
-            }
-            block.extend_from_slice(k.as_bytes());
-            block.push(b'=');
-            block.extend_from_slice(v.as_bytes());
-            block.push(0);
+/// The release as the held child reads it: a u32 length (little endian),
+/// then NUL-terminated `KEY=VALUE` strings. Written by us or by the daemon.
+pub fn release_message(env: &[(String, String)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            continue;
         }
-        block.truncate(RELEASE_MAX);
-        let mut msg = (block.len() as u32).to_le_bytes().to_vec();
-        msg.extend_from_slice(&block);
-        if let Some(fd) = self.release.take() {
-            let _ = nix::unistd::write(&fd, &msg);
+        block.extend_from_slice(k.as_bytes());
+        block.push(b'=');
+        block.extend_from_slice(v.as_bytes());
+        block.push(0);
+    }
+    block.truncate(RELEASE_MAX);
+    let mut msg = (block.len() as u32).to_le_bytes().to_vec();
+    msg.extend_from_slice(&block);
+    msg
+}
+
+impl HeldChild {
+    /// The release pipe's write end, to pass to the daemon with `Exec`.
+    pub fn release_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.release.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Let the child exec with `env` added to its environment — unless the
+    /// daemon has `already` done so. Returns `Err(errno)` if exec failed
+    /// (the child has then exited 127 and must still be reaped).
+    pub fn release(&mut self, env: &[(String, String)], already: bool) -> Result<(), i32> {
+        if let Some(fd) = self.release.take()
+            && !already
+        {
+            let _ = nix::unistd::write(&fd, &release_message(env));
         }
         let mut buf = [0u8; 4];
         let mut got = 0;
@@ -241,9 +259,15 @@ impl HeldChild {
         }
     }
 
-    /// Give up: the child exits 125 without running the command. Reaps it.
+    /// Give up: the child ends without running the command. Reaps it.
+    /// Closing our end of the pipe is not enough: the daemon may hold a
+    /// copy of it (and be stopped), so the child is killed too.
     pub fn abort(&mut self) {
         self.release.take();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = wait(self.pid);
     }
 }

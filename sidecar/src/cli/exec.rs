@@ -99,7 +99,8 @@ async fn run(args: ExecArgs) -> u8 {
         super::guard::Guard::spawn(args.json)
     };
     let exec = request(&args, held.pid as u32, needs);
-    let mut conn = match client::connect_with(Some(&Request::Exec(exec.clone()))).await {
+    let first = Request::Exec(exec.clone());
+    let mut conn = match client::connect_with_fd(Some(&first), held.release_fd()).await {
         Ok(c) => c,
         Err(e) => {
             held.abort();
@@ -128,6 +129,8 @@ struct Grant {
     enforced: Vec<String>,
     /// CLOCK_BOOTTIME deadline of the job's lease on cluster resources.
     lease_until_ms: Option<u64>,
+    /// The daemon released the child itself.
+    released: bool,
 }
 
 /// Queued until granted; re-attaches if the daemon restarts meanwhile.
@@ -166,6 +169,7 @@ async fn wait_for_grant(
                 cgroup,
                 enforced,
                 lease_until_ms,
+                released,
             }) => {
                 return Ok(Grant {
                     job: j,
@@ -173,6 +177,7 @@ async fn wait_for_grant(
                     cgroup,
                     enforced,
                     lease_until_ms,
+                    released,
                 });
             }
             // A lease means nothing before the grant that starts it.
@@ -233,7 +238,7 @@ async fn start(
     held: &mut HeldChild,
     rep: &mut Reporter,
 ) -> Result<(), u8> {
-    if let Err(errno) = held.release(&grant.env) {
+    if let Err(errno) = held.release(&grant.env, grant.released) {
         let _ = child::wait(held.pid);
         let err = std::io::Error::from_raw_os_error(errno);
         rep.error(&format!("cannot run {:?}: {err}", exec.argv[0]));

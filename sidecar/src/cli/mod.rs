@@ -2,7 +2,7 @@
 //! socket; each verb lives in its own module.
 
 mod board;
-mod child;
+pub(crate) mod child;
 mod drain;
 mod exec;
 mod generate;

@@ -380,13 +380,8 @@ fn step(d: &mut Daemon, t: Now, obs: &[Observation], releases: Vec<JobId>) -> Op
             }
             continue;
         }
-        match lifecycle::place(d, g.job) {
-            Ok((granted, placed)) => {
-                if let Some(j) = d.jobs.get(&g.job) {
-                    j.send(granted);
-                }
-                actions.placed.push(placed);
-            }
+        match lifecycle::grant(d, g.job) {
+            Ok(placed) => actions.placed.push(placed),
             Err(msg) => {
                 tracing::warn!(job = g.job, "{msg}");
                 if let Some(job) = d.take(g.job) {

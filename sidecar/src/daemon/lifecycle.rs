@@ -5,12 +5,14 @@
 //! the effect has happened (record written, pid in its cgroup).
 
 use super::Shared;
+use super::release::{Release, release_pipe};
 use super::replies::Replies;
 use super::session::{Peer, new_job};
 use super::state::{ClientLink, Daemon, StopReason, wall_ms};
 use crate::admission::impossible;
 use sc_protocol::{ErrorKind, ExecRequest, JobId, JobState, PRIORITY_MAX_ABS, Response};
 use sc_supervisor::Limits;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 pub fn limits_of(exec: &ExecRequest) -> Limits {
@@ -94,6 +96,7 @@ pub fn enqueue(
     shared: &Shared,
     peer: Peer,
     exec: ExecRequest,
+    release: Option<OwnedFd>,
     tx: Replies,
 ) -> Option<(JobId, u64)> {
     if let Err(msg) = validate(&exec, peer) {
@@ -121,7 +124,8 @@ pub fn enqueue(
         peer_pid: peer.pid,
         tx: tx.clone(),
     };
-    let job = new_job(id, seq, peer.uid, exec, &reservation, link);
+    let mut job = new_job(id, seq, peer.uid, exec, &reservation, link);
+    job.release = release.and_then(release_pipe);
     if let Err(e) = d.store.create_job(&job.persisted()) {
         let _ = tx.send(Response::error(
             ErrorKind::Internal,
@@ -151,6 +155,21 @@ pub fn enqueue(
     }
     shared.kick();
     Some((id, conn))
+}
+
+/// Place a job (see [`place`]), send its `Granted`, then release its held
+/// child directly when its client passed the pipe: the child starts without
+/// waiting for its `sc exec` to wake up. `Granted` goes first, so the
+/// client's lease watch is armed no later than the job runs.
+pub fn grant(d: &mut Daemon, id: JobId) -> Result<Placed, String> {
+    let (granted, placed, release) = place(d, id)?;
+    if let Some(job) = d.jobs.get(&id) {
+        job.send(granted);
+    }
+    if let Some(r) = release {
+        r.fire();
+    }
+    Ok(placed)
 }
 
 /// Create the job's cgroup ahead of its placement, off the critical path:
@@ -217,7 +236,7 @@ pub fn reattach(
         }
         // A queued job this daemon never saw (another state dir): queue it anew.
         let _ = waited_ms;
-        return enqueue(shared, peer, exec, tx);
+        return enqueue(shared, peer, exec, None, tx);
     };
     if job.owner != peer.uid && peer.uid != 0 {
         let _ = tx.send(Response::error(
@@ -323,10 +342,11 @@ pub struct Placed {
     pub timeout: Option<Duration>,
 }
 
-/// Grant a job: put its held process in its cgroup with its limits and
-/// mark it running. The caller sends the returned `Granted` (the client
-/// then releases the process into exec) and carries out [`after_placed`].
-pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
+/// Put a job's held process in its cgroup with its limits and mark it
+/// running. [`grant`] sends the returned `Granted` and carries out the
+/// release (else the client releases the process into exec); the caller
+/// carries out [`after_placed`].
+fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed, Option<Release>), String> {
     let backend = d.tree.info();
     let enforcing = !matches!(backend.kind, sc_supervisor::BackendKind::None);
     let Some(job) = d.jobs.get(&id) else {
@@ -400,24 +420,31 @@ pub fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed), String> {
         env.extend(fence_env(c.tokens.as_deref()?));
         c.lease_until
     });
+    let msg = crate::cli::child::release_message(&env);
+    let release = match job.release.take() {
+        Some(pipe) => Release::new(id, pipe, msg),
+        None => None,
+    };
     let cgroup_path = job
         .cgroup
         .as_ref()
         .and_then(|c| c.paths().first().map(|p| p.display().to_string()));
-    tracing::info!(job = id, pid, cgroup = ?cgroup_path, "job started");
+    let released_by_daemon = release.is_some();
+    tracing::info!(job = id, pid, cgroup = ?cgroup_path, released_by_daemon, "job started");
     let granted = Response::Granted {
         job: id,
         env,
         cgroup: cgroup_path,
         enforced: backend.enforced,
         lease_until_ms,
+        released: released_by_daemon,
     };
     let placed = Placed {
         id,
         record: job.persisted(),
         timeout: job.exec.timeout_ms.map(Duration::from_millis),
     };
-    Ok((granted, placed))
+    Ok((granted, placed, release))
 }
 
 /// A job about to wait for cluster resources: create its group and move

@@ -17,6 +17,7 @@ pub(crate) mod metrics;
 mod metrics_http;
 mod port_leases;
 mod pressure;
+mod release;
 mod replies;
 mod scheduler;
 pub(crate) mod services;

@@ -6,7 +6,7 @@
 //! daemon does not wake at all.
 
 use super::Shared;
-use super::lifecycle::{after_placed, place};
+use super::lifecycle::{after_placed, grant};
 use super::state::{Ending, Job, reap, record_end};
 use crate::admission::decide;
 use sc_protocol::{ErrorKind, JobState, Response};
@@ -128,13 +128,8 @@ pub(super) fn pass(shared: &Shared, now: Instant) -> (Option<Duration>, Vec<Job>
             }
             continue;
         }
-        match place(&mut d, *id) {
-            Ok((granted, after)) => {
-                if let Some(job) = d.jobs.get(id) {
-                    job.send(granted);
-                }
-                placed.push(after);
-            }
+        match grant(&mut d, *id) {
+            Ok(after) => placed.push(after),
             Err(msg) => {
                 tracing::warn!(job = id, "{msg}");
                 if let Some(job) = d.take(*id) {

@@ -12,14 +12,13 @@ use super::state::{
     ClientLink, Ending, Job, StopReason, account, cleanup, reap, record_end, times_of, wall_ms,
 };
 use super::{Shared, control, lifecycle, services};
-use crate::wire::{FrameReader, WireError};
+use crate::wire::{FdReader, FrameReader, WireError};
 use sc_protocol::codec::{CodecError, FrameKind};
 use sc_protocol::{
     ChildExit, ErrorKind, ExecRequest, JobId, JobState, PROTOCOL_VERSION, Request, Response,
 };
 use std::time::Instant;
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedReadHalf;
 
 /// Who is on the other end, from SO_PEERCRED (never from the messages).
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +41,7 @@ pub async fn serve(shared: Shared, stream: UnixStream) {
     let (r, w) = stream.into_split();
     let (tx, writer) = Replies::new(w);
     let writer = tokio::spawn(writer);
-    let mut reader = FrameReader::new(r, FrameKind::Request);
+    let mut reader = FrameReader::new(FdReader::new(r), FrameKind::Request);
     run(&shared, peer, &mut reader, &tx).await;
     drop(tx);
     let _ = writer.await;
@@ -62,7 +61,7 @@ fn error_for(e: &WireError) -> Option<Response> {
     }
 }
 
-async fn next(reader: &mut FrameReader<OwnedReadHalf>, tx: &Replies) -> Option<Request> {
+async fn next(reader: &mut FrameReader<FdReader>, tx: &Replies) -> Option<Request> {
     match reader.next::<Request>().await {
         Ok(Some(r)) => Some(r),
         Ok(None) => None,
@@ -76,7 +75,7 @@ async fn next(reader: &mut FrameReader<OwnedReadHalf>, tx: &Replies) -> Option<R
     }
 }
 
-async fn run(shared: &Shared, peer: Peer, reader: &mut FrameReader<OwnedReadHalf>, tx: &Replies) {
+async fn run(shared: &Shared, peer: Peer, reader: &mut FrameReader<FdReader>, tx: &Replies) {
     match next(reader, tx).await {
         Some(Request::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => {
             let _ = tx.send(Response::Hello {
@@ -103,7 +102,8 @@ async fn run(shared: &Shared, peer: Peer, reader: &mut FrameReader<OwnedReadHalf
     while let Some(req) = next(reader, tx).await {
         match req {
             Request::Exec(exec) => {
-                let job = lifecycle::enqueue(shared, peer, exec, tx.clone());
+                let release = reader.get_mut().take_fd();
+                let job = lifecycle::enqueue(shared, peer, exec, release, tx.clone());
                 if let Some(job) = job {
                     exec_loop(shared, job, reader, tx).await;
                 }
@@ -207,7 +207,7 @@ async fn run(shared: &Shared, peer: Peer, reader: &mut FrameReader<OwnedReadHalf
 async fn exec_loop(
     shared: &Shared,
     (job, conn): (JobId, u64),
-    reader: &mut FrameReader<OwnedReadHalf>,
+    reader: &mut FrameReader<FdReader>,
     tx: &Replies,
 ) {
     let mut finished = false;
@@ -402,6 +402,7 @@ pub fn new_job(
         stopping: None,
         claim: None,
         held_in_group: false,
+        release: None,
         paused: None,
         ports: Vec::new(),
     }
@@ -415,7 +416,7 @@ async fn stream_logs(
     name: &str,
     lines: u32,
     follow: bool,
-    reader: &mut FrameReader<OwnedReadHalf>,
+    reader: &mut FrameReader<FdReader>,
     tx: &Replies,
 ) {
     let dir = match services::verbs::log_location(shared, peer, name) {

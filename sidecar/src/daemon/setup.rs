@@ -233,6 +233,7 @@ fn adopt(daemon: &mut Daemon) {
             stopping: None,
             claim: None,
             held_in_group: false,
+            release: None,
             // Checked against the group's freezer when its sc exec re-attaches.
             paused: rec.paused_by.map(|r| (r, now)),
             ports: rec.ports,

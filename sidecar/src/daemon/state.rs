@@ -63,6 +63,10 @@ pub struct Job {
     /// the cluster, see `lifecycle::pre_place`). A group that merely exists
     /// may have been prepared empty; only this says the move happened.
     pub held_in_group: bool,
+    /// The write end of its held child's release pipe, passed by its
+    /// `sc exec` (`wire::FdReader`): the grant releases the child through
+    /// it directly. Closed once used, and with the job.
+    pub release: Option<std::os::fd::OwnedFd>,
     pub client: Option<ClientLink>,
     /// Last reason and position told to the client.
     pub last_wait: Option<(WaitReason, u32)>,
