@@ -26,7 +26,9 @@
 //! in the daemons' logs). For experiments, not the reported numbers:
 //! `SC_BENCH_PREFETCH=N` (the resource's prefetch) and
 //! `SC_BENCH_CLUSTER_EXTRA` (lines added to `[cluster]`, e.g.
-//! `gossip_interval = "500ms"`); the output then says NOT THE DEFAULTS.
+//! `gossip_interval = "500ms"`) and `SC_BENCH_HOLD_MS` (each job holds the
+//! resource that long instead of ending at once); the output then says NOT
+//! THE DEFAULTS.
 
 use sc_tests::{Cluster, Hold, ScChild, max_concurrent, read_holds};
 use std::path::{Path, PathBuf};
@@ -205,6 +207,8 @@ fn met(ok: bool) -> &'static str {
 struct Knobs {
     cluster_extra: String,
     prefetch: Option<u32>,
+    /// How long each job holds the resource (ms): 0 is back to back.
+    hold_ms: u64,
 }
 
 fn start_cluster(mode: Mode, k: &Knobs) -> Cluster {
@@ -282,9 +286,9 @@ fn cross_host_handovers(log: &Path) -> usize {
 }
 
 /// One worker per host, each running `sc exec --needs e2e -- sc-stamp LOG
-/// h{i}-{n} 0` back to back, until `want` hand-overs between hosts are in
-/// `log` (so e2e always has a waiter).
-fn contend(c: &Cluster, log: &Path, prefix: &str, want: usize) -> Res<Duration> {
+/// h{i}-{n} HOLD_MS` back to back, until `want` hand-overs between hosts are
+/// in `log` (so e2e always has a waiter).
+fn contend(c: &Cluster, log: &Path, prefix: &str, want: usize, hold_ms: u64) -> Res<Duration> {
     let stop = Arc::new(AtomicBool::new(false));
     let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let runs = Arc::new(AtomicUsize::new(0));
@@ -299,7 +303,7 @@ fn contend(c: &Cluster, log: &Path, prefix: &str, want: usize) -> Res<Duration> 
                     let mut cmd = d.cmd();
                     cmd.args(["exec", "--needs", "e2e", "--", STAMP])
                         .arg(log)
-                        .args([label.as_str(), "0"])
+                        .args([label.clone(), hold_ms.to_string()])
                         .stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::piped());
@@ -351,8 +355,8 @@ struct Handover {
     runs: usize,
     took: Duration,
     /// The hand-overs between hosts split at the daemons' log lines, ms,
-    /// sorted: (end record → previous daemon's `job ended`, `job ended` →
-    /// next daemon's `job started`, `job started` → start record).
+    /// sorted: (end record → previous daemon's `cluster units released`,
+    /// that → next daemon's `job started`, `job started` → start record).
     split: Option<[Vec<f64>; 3]>,
 }
 
@@ -377,14 +381,14 @@ fn handover_and_claims(
     let dir = c.d(0).dir().to_path_buf();
     // Warm-up: the join barrier, first claims and lease, connections.
     let warm = dir.join("warmup.log");
-    contend(&c, &warm, "w", 10)?;
+    contend(&c, &warm, "w", 10, k.hold_ms)?;
     check_capacity(&read_holds(&warm), &format!("{} warm-up", mode.name()))?;
     eprintln!(
         "handover bench: {} mode: contending from 3 hosts until {want} hand-overs...",
         mode.name()
     );
     let log = dir.join("holds.log");
-    let took = contend(&c, &log, "", want)?;
+    let took = contend(&c, &log, "", want, k.hold_ms)?;
     let holds = read_holds(&log);
     check_capacity(&holds, &format!("{} hand-overs", mode.name()))?;
     if let Some(h) = holds.iter().find(|h| !h.ended) {
@@ -573,6 +577,7 @@ fn run() -> Res<()> {
             ),
             _ => None,
         },
+        hold_ms: env_count("SC_BENCH_HOLD_MS", 0)? as u64,
     };
     let sc = release_sc()?;
     // The harness (Cluster, TestDaemon) runs `$SC_BIN`. Set before any
@@ -622,9 +627,10 @@ fn run() -> Res<()> {
         "quorum: e2e = {{ capacity = 1, mode = \"quorum\" }}, members host-a..c, lease 3s (T_down 5 s); \
          available: e2e = 1, available_down 1s; gossip_interval 100ms (default)"
     );
-    if knobs.prefetch.is_some() || !knobs.cluster_extra.trim().is_empty() {
+    if knobs.prefetch.is_some() || !knobs.cluster_extra.trim().is_empty() || knobs.hold_ms > 0 {
         println!(
-            "NOT THE DEFAULTS: prefetch {}; extra [cluster] lines {:?}",
+            "NOT THE DEFAULTS: each job holds the resource {} ms; prefetch {}; extra [cluster] lines {:?}",
+            knobs.hold_ms,
             knobs
                 .prefetch
                 .map(|p| p.to_string())
@@ -657,8 +663,8 @@ fn run() -> Res<()> {
         match &h.split {
             Some(parts) => {
                 let what = [
-                    "split 1/3: job's end record → its daemon logs `job ended` (sc exec reaps the job, Exited, release, Finished, accounting; the history line follows)",
-                    "split 2/3: `job ended` → next host's daemon logs `job started` (engine step, push: one SynAck over QUIC, engine step; the release precedes `job ended`, so this can be below zero)",
+                    "split 1/3: job's end record → its daemon releases the units (sc exec reaps the job and says Exited; the daemon logs `cluster units released`)",
+                    "split 2/3: that release → next host's daemon logs `job started` (engine step, push: one SynAck over QUIC, engine step; the release precedes its log line, so this can be below zero)",
                     "split 3/3: `job started` → next job's start record (Granted to sc exec, release of the held child, exec of sc-stamp)",
                 ];
                 for (w, v) in what.iter().zip(parts) {

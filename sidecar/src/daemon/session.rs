@@ -274,6 +274,7 @@ fn finish(
         };
         if empty {
             job.claim = None;
+            tracing::info!(job = id, "cluster units released: the job exited");
         }
     }
     let usage = usage_wanted.then(|| account(&job));

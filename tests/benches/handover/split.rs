@@ -30,7 +30,8 @@ fn seconds_of_day(stamp: &str) -> Option<f64> {
     Some(h * 3600.0 + m * 60.0 + s)
 }
 
-/// From one daemon's log: label → (`job ended` time, `job started` time),
+/// From one daemon's log: label → (release time: `cluster units released`,
+/// else `job ended`; `job started` time),
 /// seconds of the day. The label is the third argv element of the job's
 /// `job queued` line (`sc-stamp FILE LABEL MS`).
 fn log_times(log: &str) -> std::collections::HashMap<String, (Option<f64>, Option<f64>)> {
@@ -61,8 +62,12 @@ fn log_times(log: &str) -> std::collections::HashMap<String, (Option<f64>, Optio
             let e = out.entry(label.clone()).or_default();
             if line.contains(" job started ") {
                 e.1 = Some(t);
-            } else if line.contains(" job ended ") {
+            } else if line.contains(" cluster units released") {
                 e.0 = Some(t);
+            } else if line.contains(" job ended ") {
+                // Older daemons logged no release line; `job ended`
+                // follows the release.
+                e.0.get_or_insert(t);
             }
         }
     }
