@@ -142,7 +142,6 @@ pub fn enqueue(
         position,
         reservation: Some(reservation),
     });
-    prepare_cgroup(shared, id);
     // Decide right away rather than on the scheduler's next turn: an idle
     // host grants in the same step. Anything the pass leaves (abandoned
     // jobs) is the scheduler's to clean up.
@@ -153,6 +152,10 @@ pub fn enqueue(
             .jobs
             .extend(abandoned.into_iter().map(|j| (j.id, j)));
     }
+    // A job that has to wait gets its group made meanwhile; one granted in
+    // the pass above has it already (a blocking thread making it too would
+    // only race the grant for the same directories).
+    prepare_cgroup(shared, id);
     shared.kick();
     Some((id, conn))
 }
@@ -172,20 +175,28 @@ pub fn grant(d: &mut Daemon, id: JobId) -> Result<Placed, String> {
     Ok(placed)
 }
 
-/// Create the job's cgroup ahead of its placement, off the critical path:
-/// the mkdirs and limit writes overlap with the grant and the client's fork.
-/// `place` creates it itself if this has not finished by then.
+/// Create a waiting job's cgroup ahead of its placement, off the critical
+/// path: the mkdirs and limit writes overlap with the wait. `place` creates
+/// it itself if this has not finished by then.
 fn prepare_cgroup(shared: &Shared, id: JobId) {
+    let needs_group = move |d: &Daemon| {
+        d.jobs.get(&id).is_some_and(|job| {
+            job.cgroup.is_none()
+                && job.is_queued()
+                && !matches!(d.tree.info().kind, sc_supervisor::BackendKind::None)
+        })
+    };
+    if !needs_group(&shared.daemon()) {
+        return;
+    }
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         let (tree, limits) = {
             let d = shared.daemon();
-            let Some(job) = d.jobs.get(&id) else { return };
-            if job.cgroup.is_some()
-                || matches!(d.tree.info().kind, sc_supervisor::BackendKind::None)
-            {
+            if !needs_group(&d) {
                 return;
             }
+            let Some(job) = d.jobs.get(&id) else { return };
             (d.tree.clone(), job.limits.clone())
         };
         match tree.create(&format!("jobs/{id}"), &limits) {
