@@ -665,7 +665,7 @@ fn run() -> Res<()> {
                 let what = [
                     "split 1/3: job's end record → its daemon releases the units (sc exec reaps the job and says Exited; the daemon logs `cluster units released`)",
                     "split 2/3: that release → next host's daemon logs `job started` (engine step, push: one SynAck over QUIC, engine step; the release precedes its log line, so this can be below zero)",
-                    "split 3/3: `job started` → next job's start record (Granted to sc exec, release of the held child, exec of sc-stamp)",
+                    "split 3/3: `job started` → next job's start record (Granted, the daemon writes the release into the held child's pipe, exec of sc-stamp)",
                 ];
                 for (w, v) in what.iter().zip(parts) {
                     println!(
