@@ -283,8 +283,10 @@ pub fn reattach(
         let _ = tx.send(Response::error(ErrorKind::BadRequest, msg));
         return None;
     }
-    // A queued job's held process is the new connection's.
+    // A queued job's held process is the new connection's, and so is its
+    // release: a re-attach passes no pipe, so its `sc exec` writes it.
     job.exec.pid = exec.pid;
+    job.release = None;
     job.client = Some(link);
     job.detached_until = None;
     job.last_wait = None;
