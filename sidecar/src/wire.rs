@@ -194,6 +194,25 @@ mod tests {
         assert_eq!(n, bytes.len());
     }
 
+    /// Our end of a socket pair, and the daemon's reader on the other end
+    /// (with its write half, kept open).
+    fn connected() -> (
+        std::os::unix::net::UnixStream,
+        FrameReader<FdReader>,
+        tokio::net::unix::OwnedWriteHalf,
+    ) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let (r, w) = tokio::net::UnixStream::from_std(theirs)
+            .unwrap()
+            .into_split();
+        (
+            ours,
+            FrameReader::new(FdReader::new(r), FrameKind::Request),
+            w,
+        )
+    }
+
     fn frames(reqs: &[Request]) -> Vec<u8> {
         let mut out = Vec::new();
         for r in reqs {
@@ -204,12 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_descriptor_passed_with_the_bytes_is_kept_until_taken() {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        theirs.set_nonblocking(true).unwrap();
-        let (r, _w) = tokio::net::UnixStream::from_std(theirs)
-            .unwrap()
-            .into_split();
-        let mut reader = FrameReader::new(FdReader::new(r), FrameKind::Request);
+        let (ours, mut reader, _w) = connected();
         let (pipe_r, pipe_w) = nix::unistd::pipe().unwrap();
         send_with(
             &ours,
@@ -247,12 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_newer_descriptor_replaces_one_not_taken() {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        theirs.set_nonblocking(true).unwrap();
-        let (r, _w) = tokio::net::UnixStream::from_std(theirs)
-            .unwrap()
-            .into_split();
-        let mut reader = FrameReader::new(FdReader::new(r), FrameKind::Request);
+        let (ours, mut reader, _w) = connected();
         let (first_r, first_w) = nix::unistd::pipe().unwrap();
         let (_second_r, second_w) = nix::unistd::pipe().unwrap();
         send_with(&ours, &frames(&[Request::Ps]), Some(&first_w));
