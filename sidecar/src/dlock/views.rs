@@ -138,7 +138,9 @@ impl Engine {
     }
 
     /// Req: the incarnations whose clock must pass a claim's stamp, and
-    /// quorum members never seen at all (they block until voted DOWN).
+    /// quorum members never seen at all (they block until voted DOWN: as
+    /// never seen by a quorum, or in the incarnations others saw, see
+    /// [`Engine::voted_away`]).
     pub(super) fn required(&self, mode: Mode, now: Now) -> (Vec<&NodeGen>, Vec<&str>) {
         match mode {
             Mode::Quorum => {
@@ -155,7 +157,7 @@ impl Engine {
                         .next()
                         .is_some_and(|(k, _)| k.name == *m);
                     if !any {
-                        if !self.is_down(&NodeGen::new(m.clone(), 0)) {
+                        if !self.is_down(&NodeGen::new(m.clone(), 0)) && !self.voted_away(m) {
                             unseen.push(m.as_str());
                         }
                         continue;
@@ -178,6 +180,36 @@ impl Engine {
                 Vec::new(),
             ),
         }
+    }
+
+    /// A member we have never seen, but which the cluster has voted DOWN:
+    /// every incarnation of it that our peers still mention — in DOWN
+    /// votes (ours included), join lists or lease echoes — is DOWN, and
+    /// there is at least one. We then know what we would know had we seen
+    /// its last incarnation before chitchat forgot it (a host dead for half
+    /// `dead_node_grace` is no longer gossiped, so a host restarted after
+    /// that never sees it): it does not count, exactly like a DOWN
+    /// incarnation we did see. Our own placeholder vote for a member never
+    /// seen (generation 0) is no incarnation and is not asked about; a
+    /// live incarnation a peer knows is in that peer's join list, so it
+    /// keeps the member required until we see it ourselves.
+    pub(super) fn voted_away(&self, member: &str) -> bool {
+        let mut mentioned: BTreeSet<&NodeGen> = self
+            .down_tally
+            .keys()
+            .filter(|ng| ng.name == member && ng.generation > 0)
+            .collect();
+        for p in self.peers.map.values() {
+            let Some(v) = &p.value else { continue };
+            mentioned.extend(v.jn.iter().filter(|ng| ng.name == member));
+            mentioned.extend(
+                v.lack
+                    .iter()
+                    .map(|(ng, _)| ng)
+                    .filter(|ng| ng.name == member),
+            );
+        }
+        !mentioned.is_empty() && mentioned.iter().all(|ng| self.is_down(ng))
     }
 
     /// Highest fencing token ever visible for `res`, from any incarnation

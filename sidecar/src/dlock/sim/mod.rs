@@ -18,8 +18,8 @@
 //! `report` (the CLI and its table), `rng` (splitmix64).
 //!
 //! Not modelled: chitchat's garbage collection of dead hosts (runs are
-//! shorter than `dead_node_grace`; see the ignored test in `dlock/tests.rs`
-//! for what it breaks), MTU truncation (one key per host cannot be torn),
+//! shorter than `dead_node_grace`; `dlock/tests.rs` has the two tests of
+//! a restart after it), MTU truncation (one key per host cannot be torn),
 //! message duplication (merges are idempotent), CPU time.
 //!
 //! [`Engine`]: super::Engine
