@@ -132,10 +132,13 @@ pub async fn connect_to_with_fd(
         sc_protocol::codec::encode(FrameKind::Request, first, &mut bytes)?;
     }
     let mut rest: &[u8] = &bytes;
-    if let Some(fd) = fd {
-        let sent = send_with_fd(&conn.writer, rest, fd)
-            .await
-            .context("cannot send to the sc daemon")?;
+    // The descriptor is an optimisation (the daemon then releases the held
+    // child itself): if the kernel will not pass it (a limit on descriptors
+    // in flight), the bytes go without it and the client releases the child.
+    // A dead connection fails the plain write below all the same.
+    if let Some(fd) = fd
+        && let Ok(sent) = send_with_fd(&conn.writer, rest, fd).await
+    {
         rest = &rest[sent..];
     }
     tokio::io::AsyncWriteExt::write_all(&mut conn.writer, rest)
