@@ -90,6 +90,9 @@ fn reservation_of(d: &Daemon, exec: &ExecRequest) -> sc_protocol::Reservation {
     )
 }
 
+/// Most release pipes kept at once (see `daemon/release.rs`).
+const MAX_RELEASE_PIPES: usize = 256;
+
 /// Accept an `Exec`: check it, record it, queue it, answer `Queued`.
 /// Returns the job id and connection number, or `None` after an error reply.
 pub fn enqueue(
@@ -125,7 +128,13 @@ pub fn enqueue(
         tx: tx.clone(),
     };
     let mut job = new_job(id, seq, peer.uid, exec, &reservation, link);
-    job.release = release.and_then(release_pipe);
+    // Each kept pipe is a descriptor held while the job waits: past a
+    // bound (a private daemon often runs with a soft limit of 1024 open
+    // files), later jobs are released by their clients instead.
+    let kept = d.jobs.values().filter(|j| j.release.is_some()).count();
+    if kept < MAX_RELEASE_PIPES {
+        job.release = release.and_then(release_pipe);
+    }
     if let Err(e) = d.store.create_job(&job.persisted()) {
         let _ = tx.send(Response::error(
             ErrorKind::Internal,

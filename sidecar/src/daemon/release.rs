@@ -3,8 +3,10 @@
 //! `wire::FdReader`), and the grant writes the release into it right after
 //! `Granted`, so the child does not wait for its `sc exec` to wake up and
 //! do it (`cli/child.rs` has the format and the child's side). A client
-//! that passed nothing, or a release too long for one atomic write, falls
-//! back to the client writing it; `Granted { released }` says which.
+//! that passed nothing, a release too long for one atomic write, or a job
+//! queued while 256 others hold a pipe (each is an open descriptor of the
+//! daemon's) falls back to the client writing it; `Granted { released }`
+//! says which.
 
 use sc_protocol::JobId;
 use std::os::fd::OwnedFd;
