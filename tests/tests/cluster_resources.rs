@@ -212,6 +212,62 @@ fn holder_stopped_when_its_daemon_is_stopped_and_its_sc_exec_killed() {
     c.converge();
     let log = c.d(0).dir().join("holds.log");
     let (holder, next) = holder_and_waiter(STAMP, c.d(0), c.d(2), "e2e", &log);
+    guard_stops_the_holder(&c, holder, next, &log);
+}
+
+/// The same with the guard started as `sc stop-guard` (the fallback `sc
+/// exec` takes when it cannot fork one safely), forced by `SC_STOP_GUARD`.
+#[test]
+fn holder_stopped_by_an_exec_started_guard_when_both_supervisors_go() {
+    let c = Cluster::start_with(3, &[], QUORUM);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut cmd = c.d(0).cmd();
+    cmd.env("SC_STOP_GUARD", "exec").args([
+        "exec",
+        "--json",
+        "--needs",
+        "e2e",
+        "--",
+        STAMP,
+        &log.display().to_string(),
+        "holder",
+        "60000",
+    ]);
+    let mut holder = spawn(cmd, None);
+    holder.wait_event("started", Duration::from_secs(20));
+    // The guard is an `sc stop-guard` process started by this `sc exec`,
+    // not a fork of it.
+    let parent = holder.pid().to_string();
+    let guards: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .to_string();
+            let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+            (ppid == parent).then(|| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        })
+        .filter(|c| c.contains(" stop-guard"))
+        .collect();
+    assert_eq!(
+        guards.len(),
+        1,
+        "no `sc stop-guard` child of sc exec {parent}"
+    );
+    let mut next = stamp_job(STAMP, c.d(2), "e2e", &log, "next", 10);
+    next.wait_event("waiting", Duration::from_secs(20));
+    guard_stops_the_holder(&c, holder, next, &log);
+}
+
+/// Stop host-a's daemon, kill the holder's `sc exec`: the guard stops the
+/// job, and the next holder starts only after it.
+fn guard_stops_the_holder(c: &Cluster, holder: ScChild, next: ScChild, log: &std::path::Path) {
     let pid = nix::unistd::Pid::from_raw(c.d(0).pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
     holder.signal(9);
@@ -226,7 +282,7 @@ fn holder_stopped_when_its_daemon_is_stopped_and_its_sc_exec_killed() {
         "the guard says it stopped the job: {}",
         out_holder.stderr_str()
     );
-    let holds = read_holds(&log);
+    let holds = read_holds(log);
     assert_eq!(holds.len(), 2, "{holds:?}");
     assert!(
         holds[0].last_ns < holds[1].start_ns,

@@ -11,7 +11,8 @@
 //!
 //! So `sc exec` starts a guard process as soon as it knows the job needs
 //! cluster resources, while the job queues: forked (or, when it cannot
-//! fork safely, `sc stop-guard`), in its own process group so that
+//! fork safely or `SC_STOP_GUARD=exec` says so, `sc stop-guard`), in its
+//! own process group so that
 //! terminal signals meant for the job do not reach it. It arms it at the
 //! grant with the job's cgroup directories and lease, then feeds it every
 //! renewal on a pipe. Armed, the guard stops the job's cgroup — freeze, then kill,
@@ -60,7 +61,10 @@ impl Guard {
     /// `sc` binary again, and every `--needs` job pays it while another
     /// host's job is handing its resource over on the same cores.
     pub fn spawn(json: bool) -> Option<Guard> {
-        if single_threaded() {
+        // `SC_STOP_GUARD=exec` takes the fallback on purpose, so that it can
+        // be tested (and ruled out when chasing a problem).
+        let exec_only = std::env::var_os("SC_STOP_GUARD").is_some_and(|v| v == "exec");
+        if !exec_only && single_threaded() {
             // A failed fork falls through to starting `sc stop-guard`.
             if let Ok(pipe) = fork_guard(json) {
                 return Some(Guard {
