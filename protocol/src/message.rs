@@ -6,9 +6,10 @@
 //! daemon learns that `sc exec` died.
 //!
 //! An `exec` runs: `Exec` (with the pid of the caller's already forked, held
-//! child) → `Queued` → `Waiting`* → `Granted` (the daemon has placed the pid
-//! in the job's cgroup) → the caller releases the child into `exec` →
-//! `Exited` → `Finished`.
+//! child; the write end of its release pipe rides along as SCM_RIGHTS) →
+//! `Queued` → `Waiting`* → `Granted` (the daemon has placed the pid in the
+//! job's cgroup, and with `released` has also let it exec; else the caller
+//! releases it) → `Exited` → `Finished`.
 //!
 //! Durations cross the wire as milliseconds already computed by the sender
 //! (ages, waits), so neither side needs the other's clock.

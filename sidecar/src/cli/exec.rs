@@ -230,7 +230,8 @@ async fn wait_for_grant(
     }
 }
 
-/// The daemon has placed the child: release it into exec.
+/// The daemon has placed the child: release it into exec (unless the
+/// daemon already did), and learn whether the exec worked.
 async fn start(
     conn: &mut Conn,
     grant: &Grant,

@@ -442,11 +442,10 @@ fn place(d: &mut Daemon, id: JobId) -> Result<(Response, Placed, Option<Release>
         env.extend(fence_env(c.tokens.as_deref()?));
         c.lease_until
     });
-    let msg = crate::cli::child::release_message(&env);
-    let release = match job.release.take() {
-        Some(pipe) => Release::new(id, pipe, msg),
-        None => None,
-    };
+    let release = job
+        .release
+        .take()
+        .and_then(|pipe| Release::new(id, pipe, crate::cli::child::release_message(&env)));
     let cgroup_path = job
         .cgroup
         .as_ref()

@@ -350,6 +350,31 @@ fn hosts_whose_clocks_disagree_still_claim() {
     );
 }
 
+/// Five quorum members a..e; e died, was voted DOWN, and chitchat has
+/// since garbage-collected it from every view.
+fn five_with_e_forgotten() -> Mini {
+    let names = ["a", "b", "c", "d", "e"];
+    let mut m = Mini::new(&names, e2e(Mode::Quorum, 1), true, Params::default());
+    m.rounds(10, 50);
+    m.hosts[4].up = false;
+    let t_down = Params::default().t_down_ms();
+    m.rounds((t_down / 100 + 20) as usize, 100);
+    let e = m.hosts[4].engine.me().clone();
+    for h in &mut m.hosts {
+        h.view.remove(&e);
+    }
+    m
+}
+
+/// a restarts (a new incarnation, empty view), asks for e2e as job 1, and
+/// the cluster runs for three times T_down.
+fn restart_a_and_request(m: &mut Mini) {
+    m.restart("a");
+    m.rounds(10, 100);
+    m.request("a", 1, "e2e", 0);
+    m.rounds((3 * Params::default().t_down_ms() / 100) as usize, 100);
+}
+
 /// chitchat stops gossiping a dead host after `dead_node_grace`/2 (30 min
 /// in sc). A member restarted after that never sees the dead member; it
 /// used to count it as "never seen" and wait for it for ever, its
@@ -359,21 +384,8 @@ fn hosts_whose_clocks_disagree_still_claim() {
 /// GC; this test does, by removing `e` from every view.
 #[test]
 fn a_restarted_member_does_not_wait_for_a_forgotten_dead_member() {
-    let names = ["a", "b", "c", "d", "e"];
-    let mut m = Mini::new(&names, e2e(Mode::Quorum, 1), true, Params::default());
-    m.rounds(10, 50);
-    m.hosts[4].up = false;
-    let t_down = Params::default().t_down_ms();
-    m.rounds((t_down / 100 + 20) as usize, 100);
-    // Chitchat has garbage-collected e everywhere; then a restarts.
-    let e = m.hosts[4].engine.me().clone();
-    for h in &mut m.hosts {
-        h.view.remove(&e);
-    }
-    m.restart("a");
-    m.rounds(10, 100);
-    m.request("a", 1, "e2e", 0);
-    m.rounds((3 * t_down / 100) as usize, 100);
+    let mut m = five_with_e_forgotten();
+    restart_a_and_request(&mut m);
     assert!(m.token("a", 1).is_some(), "a never granted: {:?}", {
         let now = m.t(0);
         m.hosts[0].engine.waits(now)
@@ -386,24 +398,12 @@ fn a_restarted_member_does_not_wait_for_a_forgotten_dead_member() {
 /// voted DOWN. Only seeing that incarnation lets the host go on.
 #[test]
 fn a_restarted_member_waits_for_a_live_incarnation_only_others_know() {
-    let names = ["a", "b", "c", "d", "e"];
-    let mut m = Mini::new(&names, e2e(Mode::Quorum, 1), true, Params::default());
-    m.rounds(10, 50);
-    m.hosts[4].up = false;
-    let t_down = Params::default().t_down_ms();
-    m.rounds((t_down / 100 + 20) as usize, 100);
-    let e = m.hosts[4].engine.me().clone();
-    for h in &mut m.hosts {
-        h.view.remove(&e);
-    }
+    let mut m = five_with_e_forgotten();
     // e comes back; a restarts and cannot see e's new incarnation.
     m.restart("e");
     let e2 = m.hosts[4].engine.me().clone();
-    m.hidden.insert((0, e2.clone()));
-    m.restart("a");
-    m.rounds(10, 100);
-    m.request("a", 1, "e2e", 0);
-    m.rounds((3 * t_down / 100) as usize, 100);
+    m.hidden.insert((0, e2));
+    restart_a_and_request(&mut m);
     assert!(
         m.token("a", 1).is_none(),
         "a granted while its peers knew a live e it never saw"
