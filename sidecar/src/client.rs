@@ -230,12 +230,12 @@ pub fn daemon_absent(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Start `sc daemon --private` in the background, detached from our session
+/// Start `scd daemon --private` in the background, detached from our session
 /// and terminal, logging to the state dir. Two racing starters are fine: the
 /// daemon takes a lock in its state dir and the loser exits.
 fn start_private_daemon(socket: &Path) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().context("cannot find the sc executable")?;
+    let exe = crate::cli::front::full_exe().map_err(|e| anyhow!(e))?;
     let state = private_state_dir();
     std::fs::create_dir_all(&state)
         .with_context(|| format!("cannot create state dir {}", state.display()))?;

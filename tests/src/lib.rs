@@ -10,10 +10,11 @@
 //! kill and panic on timeout, and conditions are polled with [`wait_until`].
 //!
 //! The binary under test is `$SC_BIN` if set, else `<target>/debug/sc` where
-//! `<target>` is `$CARGO_TARGET_DIR` or the workspace's `target/`. It is not
-//! built by the tests: run `cargo build -p sidecar --bin sc` first (the
-//! workspace README's test command does `cargo build -p sidecar && cargo test
-//! -p sc-tests`).
+//! `<target>` is `$CARGO_TARGET_DIR` or the workspace's `target/`; `scd` (the
+//! daemon and every verb but `exec`, to which `sc` hands them) must be next to
+//! it. They are not built by the tests: run `cargo build -p sidecar` first
+//! (the workspace README's test command does `cargo build -p sidecar && cargo
+//! test --workspace`).
 //!
 //! Root-only tests (cgroups) call [`require_root_and_cgroups`] first: it fails
 //! the test loudly when the machine cannot run it, unless
@@ -52,7 +53,7 @@ use std::time::{Duration, Instant};
 /// Default bound for one `sc` invocation that is expected to finish promptly.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `sc` binary under test.
+/// The `sc` binary under test (with `scd` next to it).
 pub fn sc_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SC_BIN") {
         let p = PathBuf::from(p);
@@ -61,6 +62,7 @@ pub fn sc_bin() -> PathBuf {
             "SC_BIN={} does not name a file; build sc or fix SC_BIN",
             p.display()
         );
+        assert_scd_beside(&p);
         return p;
     }
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
@@ -79,10 +81,21 @@ pub fn sc_bin() -> PathBuf {
     assert!(
         bin.is_file(),
         "the sc binary is missing at {}: build it first with \
-         `cargo build -p sidecar --bin sc` (or point SC_BIN at a built sc)",
+         `cargo build -p sidecar` (or point SC_BIN at a built sc)",
         bin.display()
     );
+    assert_scd_beside(&bin);
     bin
+}
+
+/// `sc` runs every verb but `exec` by exec'ing `scd` from its own directory.
+fn assert_scd_beside(sc: &Path) {
+    let scd = sc.with_file_name("scd");
+    assert!(
+        scd.is_file(),
+        "{} is missing (sc hands it every verb but exec): build both with `cargo build -p sidecar`",
+        scd.display()
+    );
 }
 
 /// Say so (once, on fd 2) when the binary is older than the sources it is
@@ -90,7 +103,9 @@ pub fn sc_bin() -> PathBuf {
 fn warn_if_stale(bin: &Path) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        // The older of sc and the scd beside it.
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let Some(built) = mtime(bin).min(mtime(&bin.with_file_name("scd"))) else {
             return;
         };
         fn newest(dir: &Path) -> Option<std::time::SystemTime> {
@@ -114,7 +129,7 @@ fn warn_if_stale(bin: &Path) {
         if src.is_some_and(|s| s > built) {
             let _ = std::io::stderr().write_all(
                 format!(
-                    "WARNING: {} is older than the sources; run `cargo build -p sidecar --bin sc`\n",
+                    "WARNING: {} is older than the sources; run `cargo build -p sidecar`\n",
                     bin.display()
                 )
                 .as_bytes(),

@@ -5,6 +5,7 @@ mod board;
 pub(crate) mod child;
 mod drain;
 mod exec;
+pub mod front;
 mod generate;
 mod guard;
 mod history;
