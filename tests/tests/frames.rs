@@ -11,7 +11,9 @@ const T: Duration = Duration::from_secs(5);
 #[track_caller]
 fn still_serving(d: &TestDaemon) {
     d.sc(&["exec", "--", "true"]).assert_success();
-    assert!(d.ps().is_empty());
+    // `sc exec` returns once its `Exited` is sent (cli/reattach.rs,
+    // `report_exit_quick`); the daemon takes it off the list right after.
+    wait_until(T, "the job to leave sc ps", || d.ps().is_empty());
     let mut c = RawClient::connect(d.socket());
     c.hello();
 }

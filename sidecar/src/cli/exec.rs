@@ -10,8 +10,8 @@
 
 use super::child::{self, Ended, HeldChild};
 use super::reattach::{
-    Attach, REQUEUE_PATIENCE, RETRY, Requeue, reattach_req, reconnect, report_exit, requeue,
-    try_reattach,
+    Attach, REQUEUE_PATIENCE, RETRY, Requeue, reattach_req, reconnect, report_exit,
+    report_exit_quick, requeue, try_reattach,
 };
 use super::report::Reporter;
 use super::stopper::{self, Lease};
@@ -414,7 +414,12 @@ async fn supervise(
     let usage = match conn.as_mut() {
         Some(c) => {
             let want = rep.shows_usage(signal);
-            let (usage, late) = report_exit(c, job, exit, want).await;
+            // A timeout's exit status (124) depends on the daemon's notice.
+            let (usage, late) = if want || signal.is_some() || exec.timeout_ms.is_some() {
+                report_exit(c, job, exit, want).await
+            } else {
+                (None, report_exit_quick(c, job, exit).await)
+            };
             // The child's end can win the race against a notice sent before
             // it (a timeout's SIGTERM follows its notice): handle those now.
             for resp in late {

@@ -5,6 +5,7 @@ mod board;
 pub(crate) mod child;
 mod drain;
 mod exec;
+mod exec_args;
 pub mod front;
 mod generate;
 mod guard;
@@ -267,11 +268,15 @@ fn exec_only_command() -> clap::Command {
         ))
 }
 
-/// `sc exec ...` parsed with [`exec_only_command`]; `None` for other verbs.
+/// `sc exec ...` parsed by hand when plain (`exec_args.rs`), else with
+/// [`exec_only_command`]; `None` for other verbs.
 fn parse_exec_only(args: &[std::ffi::OsString]) -> Option<Result<ExecArgs, clap::Error>> {
     use clap::FromArgMatches;
     if args.get(1).is_none_or(|verb| verb != "exec") {
         return None;
+    }
+    if let Some(fast) = exec_args::parse(args) {
+        return Some(Ok(fast));
     }
     let parsed = exec_only_command()
         .try_get_matches_from(args)

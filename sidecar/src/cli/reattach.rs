@@ -53,6 +53,41 @@ pub(super) async fn report_exit(
     (usage, late)
 }
 
+/// Report the exit without waiting for the daemon's answer, when nothing
+/// in it is needed: the command exited by itself (no signal: no OOM kill,
+/// no cancel or timeout that killed it) and no accounting is shown.
+/// `Exited` is in the socket before we exit, and the daemon handles it
+/// like any other (the socket's end after it is no "client gone"). This
+/// saves a round trip — the daemon's wake-up and ours — on every such
+/// job. Returns the notices already received (a cancel notice that raced
+/// the command's own exit).
+pub(super) async fn report_exit_quick(
+    conn: &mut Conn,
+    job: JobId,
+    exit: ChildExit,
+) -> Vec<Response> {
+    let mut late = Vec::new();
+    if conn
+        .send(&Request::Exited {
+            job,
+            exit,
+            usage: false,
+        })
+        .await
+        .is_err()
+    {
+        return late;
+    }
+    // Only what is readable now: a zero timeout polls once.
+    while let Ok(Ok(resp)) = tokio::time::timeout(Duration::ZERO, conn.recv()).await {
+        if matches!(resp, Response::Finished { .. } | Response::Error { .. }) {
+            break;
+        }
+        late.push(resp);
+    }
+    late
+}
+
 pub(super) enum Attach {
     Done(Conn),
     Refused(String),
