@@ -78,14 +78,26 @@ pub(super) async fn report_exit_quick(
     {
         return late;
     }
-    // Only what is readable now: a zero timeout polls once.
-    while let Ok(Ok(resp)) = tokio::time::timeout(Duration::ZERO, conn.recv()).await {
+    // Only what is readable now: each receive is polled once. (A zero
+    // `tokio::time::timeout` would wait for the timer's next millisecond.)
+    while let Some(Ok(resp)) = poll_once(conn.recv()) {
         if matches!(resp, Response::Finished { .. } | Response::Error { .. }) {
             break;
         }
         late.push(resp);
     }
     late
+}
+
+/// `fut`'s output if it is ready at its first poll. Data the reactor has
+/// already seen arrive is read; nothing is waited for.
+fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 pub(super) enum Attach {
