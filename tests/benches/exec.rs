@@ -734,9 +734,10 @@ fn run() -> Res<()> {
         Some(s) => println!(
             "daemon-side split of the measured `sc exec -- true` runs (median of {} jobs, from the daemon log): \
              queued→started {:.2} ms (grant: place the held child in its cgroup), \
-             started→ended {:.2} ms (Granted, release, exec+exit of true, Exited, usage read, history); \
+             started→ended {:.2} ms (Granted, release, exec+exit of true, Exited, then the usage read on a blocking thread); \
              the remaining {:.2} ms of the {:.2} ms median is outside that span \
-             (sc process start, fork of the held child, connect + hello + Exec + record before `queued`; Finished + exit after `ended`)",
+             (sc process start, fork of the held child, connect + hello + Exec + record before `queued`; \
+             sc's exit, which does not wait for the usage read, overlaps its end)",
             s.jobs,
             s.queued_to_started,
             s.started_to_ended,
