@@ -1,0 +1,100 @@
+//! `sc` and `scd` (docs/decisions.md, "Two executables"): `sc` hands every
+//! verb but `exec` to the `scd` beside it, says so clearly when there is
+//! none, and is linked statically where the build can do it.
+
+use sc_tests::*;
+use std::path::Path;
+use std::process::Command;
+
+/// A copy of the built `sc` alone in a directory of its own, with a `PATH`
+/// that holds no `scd` either.
+fn lonely_sc(dir: &Path) -> Command {
+    let sc = dir.join("sc");
+    std::fs::copy(sc_bin(), &sc).expect("copy sc");
+    let mut c = Command::new(&sc);
+    c.env("PATH", "/usr/bin:/bin")
+        .env("SC_SOCKET", dir.join("nothing.sock"));
+    c
+}
+
+#[test]
+fn verbs_other_than_exec_run_in_scd_with_sc_s_name() {
+    let d = TestDaemon::start("");
+    // Same process (exec'd in place), same argv[0]: help and errors say `sc`.
+    let out = d.sc(&["status", "--json"]);
+    out.assert_success();
+    assert_eq!(
+        out.json()["socket"],
+        d.socket().to_str().expect("utf-8 path"),
+        "{out}"
+    );
+    let out = d.sc(&["no-such-verb"]);
+    assert_eq!(out.code(), Some(125), "{out}");
+    assert!(
+        out.stderr_str().contains("Usage: sc "),
+        "the error should name sc: {out}"
+    );
+    let version = d.sc(&["--version"]);
+    version.assert_success();
+    assert!(version.stdout_str().starts_with("sc "), "{version}");
+}
+
+#[test]
+fn sc_without_scd_says_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ps = lonely_sc(tmp.path());
+    ps.arg("ps");
+    let out = run(ps, CMD_TIMEOUT);
+    assert_eq!(out.code(), Some(125), "{out}");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("scd") && err.contains("cargo build --release -p sidecar"),
+        "{out}"
+    );
+    // exec itself runs in sc, and fails only where it needs the daemon.
+    let mut help = lonely_sc(tmp.path());
+    help.args(["exec", "--help"]);
+    let out = run(help, CMD_TIMEOUT);
+    out.assert_success();
+    assert!(out.stdout_str().contains("--mem"), "{out}");
+}
+
+/// The build links `sc` statically on a Linux/glibc host with a static libc
+/// (tools/rustc-wrapper); if the wrapper stopped doing it, `sc exec` would
+/// quietly lose a tenth of its speed.
+#[test]
+fn sc_is_static_where_the_build_can_link_it_so() {
+    let libc_a = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .arg("-print-file-name=libc.a")
+        .output()
+        .expect("run cc -print-file-name=libc.a");
+    let libc_a = String::from_utf8_lossy(&libc_a.stdout).trim().to_string();
+    let gnu = cfg!(all(target_os = "linux", target_env = "gnu"));
+    if !gnu || libc_a == "libc.a" {
+        panic!(
+            "this host cannot link sc statically (target gnu: {gnu}, libc.a: {libc_a:?}); \
+             install libc6-dev or run the tests elsewhere"
+        );
+    }
+    let elf = std::fs::read(sc_bin()).expect("read sc");
+    assert!(
+        !has_interpreter(&elf),
+        "sc has a PT_INTERP: it was linked dynamically"
+    );
+    let scd = std::fs::read(sc_bin().with_file_name("scd")).expect("read scd");
+    assert!(
+        has_interpreter(&scd),
+        "scd is expected dynamic (only sc is static)"
+    );
+}
+
+/// Whether a 64-bit little-endian ELF file has a program interpreter.
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..phnum).any(|i| u32_at(phoff + i * phentsize) == PT_INTERP)
+}
