@@ -477,6 +477,36 @@ fn time_batch(c: &Contender, jobs: usize) -> Res<Duration> {
     result.map(|()| took)
 }
 
+/// `jobs` runs of one contender through `xargs -P PARALLEL`, as the issue
+/// words it: one line per job on xargs' stdin, one command per line.
+fn time_xargs(c: &Contender, xargs: &Path, jobs: usize) -> Res<Duration> {
+    use std::io::Write;
+    let t0 = Instant::now();
+    let mut cmd = Command::new(xargs);
+    cmd.args(["-P", &PARALLEL.to_string(), "-I", "{}"])
+        .arg(&c.program)
+        .args(&c.args)
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start xargs: {e}"))?;
+    let lines: String = (0..jobs).map(|i| format!("{i}\n")).collect();
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(lines.as_bytes())
+            .map_err(|e| format!("cannot feed xargs: {e}"))?;
+    }
+    let status = child.wait().map_err(|e| format!("xargs: {e}"))?;
+    let took = t0.elapsed();
+    if !status.success() {
+        return Err(c.explain_failure(&format!("through xargs -P{PARALLEL}: {status}")));
+    }
+    Ok(took)
+}
+
 /// Daemon-side intervals per job, from the daemon's own log timestamps:
 /// `job queued` → `job started` (the grant: moving the already forked,
 /// held child into its prepared cgroup) and `job started` → `job ended`
@@ -562,6 +592,7 @@ fn run() -> Res<()> {
     let tsp = tsp_binary()?;
     let true_bin = on_path("true").ok_or("`true` is not on PATH")?;
     let flock = on_path("flock").ok_or("`flock` is not on PATH (util-linux)")?;
+    let xargs = on_path("xargs").ok_or("`xargs` is not on PATH (findutils)")?;
     let root_user = unsafe { libc::geteuid() } == 0;
 
     let rig = Rig::start(sc.clone(), tsp.clone())?;
@@ -619,17 +650,26 @@ fn run() -> Res<()> {
     for c in batch_contenders {
         time_batch(c, jobs.min(20))?;
     }
-    let mut totals: Vec<Vec<f64>> = vec![Vec::new(); batch_contenders.len()];
+    // The same batches through `xargs -P2` (a process per job more: xargs
+    // itself forks each), interleaved with the thread-driven ones.
+    let n = batch_contenders.len();
+    let mut totals: Vec<Vec<f64>> = vec![Vec::new(); 2 * n];
     for round in 0..batches {
-        for i in 0..batch_contenders.len() {
-            let idx = (round + i) % batch_contenders.len();
-            totals[idx].push(time_batch(batch_contenders[idx], jobs)?.as_secs_f64());
+        for i in 0..2 * n {
+            let idx = (round + i) % (2 * n);
+            let took = if idx < n {
+                time_batch(batch_contenders[idx], jobs)?
+            } else {
+                time_xargs(batch_contenders[idx - n], &xargs, jobs)?
+            };
+            totals[idx].push(took.as_secs_f64());
         }
     }
     for t in totals.iter_mut() {
         t.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
-    let total: Vec<f64> = totals.iter().map(|t| median_of(t)).collect();
+    let all: Vec<f64> = totals.iter().map(|t| median_of(t)).collect();
+    let (total, via_xargs) = all.split_at(n);
 
     // Isolated: a pause before every run, as between commands a person
     // types. The kernel's cgroup migration lock then has gone back to its
@@ -673,8 +713,8 @@ fn run() -> Res<()> {
     println!("sc backend: {backend}");
     println!(
         "single: median/p90 of {runs} runs each after {WARMUP} warm-up, interleaved round-robin; \
-         throughput: median of {batches} batches of {jobs} jobs, {PARALLEL} at a time \
-         (tsp server with {PARALLEL} slots)"
+         throughput: median of {batches} batches of {jobs} jobs, {PARALLEL} at a time, \
+         by two threads and through xargs -P{PARALLEL} (tsp server with {PARALLEL} slots)"
     );
     println!();
     println!("| measurement | median ms | p90 ms | total s | jobs/s | × true | × tsp |");
@@ -702,7 +742,7 @@ fn run() -> Res<()> {
             st.median() / isolated[1].median(),
         );
     }
-    for (c, t) in batch_contenders.iter().zip(&total) {
+    for (c, t) in batch_contenders.iter().zip(total) {
         println!(
             "| {jobs} × `{}`, {PARALLEL} at a time | — | — | {:.3} | {:.0} | {:.2} | {:.2} |",
             c.label,
@@ -710,6 +750,16 @@ fn run() -> Res<()> {
             jobs as f64 / t,
             t / total[0],
             t / total[1],
+        );
+    }
+    for (c, t) in batch_contenders.iter().zip(via_xargs) {
+        println!(
+            "| {jobs} × `{}` through `xargs -P{PARALLEL}` | — | — | {:.3} | {:.0} | {:.2} | {:.2} |",
+            c.label,
+            t,
+            jobs as f64 / t,
+            t / via_xargs[0],
+            t / via_xargs[1],
         );
     }
     println!();
@@ -727,8 +777,9 @@ fn run() -> Res<()> {
         isolated[2].median() / isolated[1].median()
     );
     println!(
-        "throughput ratio sc/{tsp_name} ({jobs} jobs, {PARALLEL} at a time): {:.2}",
-        total[2] / total[1]
+        "throughput ratio sc/{tsp_name} ({jobs} jobs, {PARALLEL} at a time): {:.2} (through xargs -P{PARALLEL}: {:.2})",
+        total[2] / total[1],
+        via_xargs[2] / via_xargs[1]
     );
     match split {
         Some(s) => println!(
