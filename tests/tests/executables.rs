@@ -57,6 +57,20 @@ fn sc_without_scd_says_what_is_missing() {
     let out = run(help, CMD_TIMEOUT);
     out.assert_success();
     assert!(out.stdout_str().contains("--mem"), "{out}");
+    // No daemon, no SC_SOCKET: the private daemon it would start is scd.
+    assert!(
+        !Path::new("/run/sc/sc.sock").exists(),
+        "a system daemon socket exists at /run/sc/sc.sock; this test needs a machine without one"
+    );
+    let (run_dir, state) = (tmp.path().join("run"), tmp.path().join("state"));
+    let mut exec = lonely_sc(tmp.path());
+    exec.env_remove("SC_SOCKET")
+        .env("XDG_RUNTIME_DIR", &run_dir)
+        .env("XDG_STATE_HOME", &state)
+        .args(["exec", "--", "true"]);
+    let out = run(exec, CMD_TIMEOUT);
+    assert_eq!(out.code(), Some(125), "{out}");
+    assert!(out.stderr_str().contains("scd"), "{out}");
 }
 
 /// The build links `sc` statically on a Linux/glibc host with a static libc
