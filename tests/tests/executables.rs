@@ -6,12 +6,33 @@ use sc_tests::*;
 use std::path::Path;
 use std::process::Command;
 
-/// A copy of the built `sc` alone in a directory of its own, with a `PATH`
-/// that holds no `scd` either.
-fn lonely_sc(dir: &Path) -> Command {
+/// Copy the built `sc` alone into `dir`. Until every process forked by
+/// another test thread while the copy was open for writing has exec'd, it
+/// holds the file open and exec fails with ETXTBSY: wait that out here.
+fn copy_sc_alone(dir: &Path) {
     let sc = dir.join("sc");
     std::fs::copy(sc_bin(), &sc).expect("copy sc");
-    let mut c = Command::new(&sc);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Command::new(&sc).arg("exec").arg("--help").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}: {e}",
+                    sc.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot run {}: {e}", sc.display()),
+            Ok(_) => return,
+        }
+    }
+}
+
+/// The copy made by [`copy_sc_alone`], with a `PATH` that holds no `scd`
+/// either.
+fn lonely_sc(dir: &Path) -> Command {
+    let mut c = Command::new(dir.join("sc"));
     c.env("PATH", "/usr/bin:/bin")
         .env("SC_SOCKET", dir.join("nothing.sock"));
     c
@@ -42,6 +63,7 @@ fn verbs_other_than_exec_run_in_scd_with_sc_s_name() {
 #[test]
 fn sc_without_scd_says_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
+    copy_sc_alone(tmp.path());
     let mut ps = lonely_sc(tmp.path());
     ps.arg("ps");
     let out = run(ps, CMD_TIMEOUT);
