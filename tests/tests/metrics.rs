@@ -252,4 +252,19 @@ fn a_taken_metrics_port_stops_the_daemon_from_starting() {
         !dir.path().join("sc.sock").exists(),
         "no socket left behind"
     );
+    // Nor the cgroup subtree it made before it gave up (named in its log).
+    let err = out.stderr_str();
+    let subtrees: Vec<&str> = err
+        .split('"')
+        .filter(|s| s.starts_with("/sys/fs/cgroup/"))
+        .collect();
+    for s in &subtrees {
+        assert!(!std::path::Path::new(s).exists(), "{s} left behind\n{out}");
+    }
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            !subtrees.is_empty(),
+            "no subtree in the daemon's log: {out}"
+        );
+    }
 }

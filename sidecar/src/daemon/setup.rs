@@ -432,12 +432,24 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     adopt(&mut daemon);
     let services = cfg.services.clone();
     // Bound before the socket: a daemon that cannot serve its configured
-    // metrics refuses to start, and leaves no socket behind.
-    let metrics_listener = match cfg.metrics_listen {
-        Some(addr) => Some(super::metrics_http::bind(addr).await?),
-        None => None,
+    // metrics refuses to start, and leaves no socket behind — nor the empty
+    // cgroup subtree it has just made.
+    let bound = async {
+        let metrics = match cfg.metrics_listen {
+            Some(addr) => Some(super::metrics_http::bind(addr).await?),
+            None => None,
+        };
+        anyhow::Ok((metrics, bind_socket(&socket, cfg.socket_group.as_deref())?))
     };
-    let listener = bind_socket(&socket, cfg.socket_group.as_deref())?;
+    let (metrics_listener, listener) = match bound.await {
+        Ok(b) => b,
+        Err(e) => {
+            if daemon.jobs.is_empty() {
+                let _ = daemon.tree.remove_subtree_if_empty();
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(
         socket = %socket.display(),
         state_dir = %state_dir.display(),
