@@ -3,8 +3,8 @@
 //!
 //! - `sc` (`src/main.rs`) is what users type. It runs `sc exec` (and the
 //!   stop guard it may start) itself and hands every other verb to `scd`.
-//!   Linked with only that path, it is a seventh of the full size, which is
-//!   most of what starting a process costs here: `sc exec` starts once per
+//!   Linked with only that path, it has a fifth of the full one's code and
+//!   relocations, which is most of what starting a process costs here: `sc exec` starts once per
 //!   job.
 //! - `scd` (`src/bin/scd.rs`) is everything: `scd daemon`, and every verb
 //!   `sc` forwards to it (exec'd in place, same pid, same arguments).

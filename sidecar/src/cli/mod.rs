@@ -271,20 +271,24 @@ fn exec_only_command() -> clap::Command {
 /// `sc exec ...` parsed by hand when plain (`exec_args.rs`), else with
 /// [`exec_only_command`]; `None` for other verbs.
 fn parse_exec_only(args: &[std::ffi::OsString]) -> Option<Result<ExecArgs, clap::Error>> {
-    use clap::FromArgMatches;
     if args.get(1).is_none_or(|verb| verb != "exec") {
         return None;
     }
     if let Some(fast) = exec_args::parse(args) {
         return Some(Ok(fast));
     }
-    let parsed = exec_only_command()
+    Some(parse_exec_with_clap(args))
+}
+
+/// `sc exec ...` parsed with [`exec_only_command`] alone.
+fn parse_exec_with_clap(args: &[std::ffi::OsString]) -> Result<ExecArgs, clap::Error> {
+    use clap::FromArgMatches;
+    exec_only_command()
         .try_get_matches_from(args)
         .and_then(|m| match m.subcommand() {
             Some(("exec", sub)) => ExecArgs::from_arg_matches(sub),
             _ => Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand)),
-        });
-    Some(parsed)
+        })
 }
 
 fn print_parse_error(e: &clap::Error) -> ExitCode {
@@ -420,9 +424,9 @@ mod tests {
                 "true",
             ],
         ] {
-            let fast = parse_exec_only(&os(&argv))
-                .expect("exec verb")
-                .expect("parses");
+            // The clap definition itself: parse_exec_only would hand these
+            // plain forms to exec_args.rs (tested against clap there).
+            let fast = parse_exec_with_clap(&os(&argv)).expect("parses");
             let Verb::Exec(full) = Cli::try_parse_from(&argv).expect("parses").verb else {
                 panic!("not exec");
             };
@@ -433,9 +437,11 @@ mod tests {
             vec!["sc", "exec", "--mem", "lots", "--", "true"],
             vec!["sc", "exec", "--no-such-flag", "true"],
         ] {
-            let fast = parse_exec_only(&os(&argv))
+            let fast = parse_exec_with_clap(&os(&argv)).expect_err("refused");
+            let routed = parse_exec_only(&os(&argv))
                 .expect("exec verb")
                 .expect_err("refused");
+            assert_eq!(routed.to_string(), fast.to_string(), "{argv:?}");
             let full = Cli::try_parse_from(&argv).expect_err("refused");
             assert_eq!(fast.to_string(), full.to_string(), "{argv:?}");
             assert_eq!(fast.use_stderr(), full.use_stderr());

@@ -78,18 +78,11 @@ impl Rig {
         rig.wait_for_socket(&socket)?;
         // The tsp server starts on first use; start it now with 2 slots.
         rig.tsp_started = true;
-        let out = Command::new(&rig.tsp)
+        let mut slots = Command::new(&rig.tsp);
+        slots
             .args(["-S", &PARALLEL.to_string()])
-            .envs(rig.tsp_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run tsp: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`tsp -S {PARALLEL}` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+            .envs(rig.tsp_env.iter().map(|(k, v)| (k, v)));
+        stdout_of(slots, &format!("tsp -S {PARALLEL}"))?;
         Ok(rig)
     }
 
@@ -131,19 +124,11 @@ impl Rig {
 
     /// The `cgroups:` line of `sc status`.
     pub(crate) fn backend_line(&self) -> Res<String> {
-        let out = Command::new(&self.sc)
+        let mut status = Command::new(&self.sc);
+        status
             .arg("status")
-            .envs(self.sc_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run `sc status`: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`sc status` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
+            .envs(self.sc_env.iter().map(|(k, v)| (k, v)));
+        let text = stdout_of(status, "sc status")?;
         Ok(text
             .lines()
             .find_map(|l| l.strip_prefix("cgroups:"))
@@ -197,4 +182,20 @@ impl Drop for Rig {
             }
         }
     }
+}
+
+/// Run `cmd` (no stdin) to its end: its stdout, or an error naming `what`
+/// with its stderr.
+fn stdout_of(mut cmd: Command, what: &str) -> Res<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `{what}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{what}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
