@@ -37,6 +37,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "handover/floor.rs"]
+mod floor;
 #[path = "handover/split.rs"]
 mod split;
 use split::split_handovers;
@@ -523,40 +525,6 @@ fn regrant_once(mode: Mode, run: usize, k: &Knobs) -> Res<Regrant> {
     Ok(r)
 }
 
-/// The floor under any launcher: the bench spawns `sc-stamp` itself and
-/// waits for it; ms from the spawn to its start record, sorted.
-fn exec_floor(runs: usize) -> Res<Vec<f64>> {
-    let dir = tempfile::Builder::new()
-        .prefix("sc-bench-handover-")
-        .tempdir()
-        .map_err(|e| format!("cannot make a temp dir: {e}"))?;
-    let log = dir.path().join("floor.log");
-    let mut spawned = Vec::new();
-    for i in 0..runs + 5 {
-        let t0 = mono_ns();
-        let st = std::process::Command::new(STAMP)
-            .arg(&log)
-            .args([format!("f-{i}"), "0".into()])
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot run {STAMP}: {e}"))?;
-        if !st.success() {
-            return Err(format!("{STAMP} exited with {st}"));
-        }
-        if i >= 5 {
-            spawned.push((format!("f-{i}"), t0));
-        }
-    }
-    let holds = read_holds(&log);
-    let mut v = Vec::new();
-    for (label, t0) in spawned {
-        if let Some(h) = holds.iter().find(|h| h.label == label) {
-            v.push(h.start_ns.saturating_sub(t0) as f64 / 1e6);
-        }
-    }
-    Ok(sorted(v))
-}
-
 fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -585,7 +553,8 @@ fn run() -> Res<()> {
     // SAFETY: single-threaded here; nothing reads the environment concurrently.
     unsafe { std::env::set_var("SC_BIN", &sc) };
     let t_all = Instant::now();
-    let floor = exec_floor(50)?;
+    let floor = floor::exec_floor(50)?;
+    let chain = floor::chain_floor(200)?;
 
     let mut handovers = Vec::new();
     let mut claims = Vec::new();
@@ -612,7 +581,7 @@ fn run() -> Res<()> {
     println!("## Cluster resources: hand-over and re-grant");
     println!();
     println!(
-        "host: {} cores, kernel {}, {}; 3 daemons on 127.0.0.1-3 (one machine), release sc, jobs: sc-stamp (compiled)",
+        "host: {} cores, kernel {}, {}; 3 daemons on 127.0.0.1-3 (one machine), release sc, jobs: sc-stamp (compiled, {})",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -621,6 +590,14 @@ fn run() -> Res<()> {
             "run as root"
         } else {
             "NOT root (cgroups may be off)"
+        },
+        match std::fs::read(STAMP)
+            .ok()
+            .and_then(|e| sc_tests::elf_has_interpreter(&e))
+        {
+            Some(false) => "static",
+            Some(true) => "dynamic",
+            None => "not an ELF64 file",
         }
     );
     println!(
@@ -744,6 +721,13 @@ fn run() -> Res<()> {
         pct(&floor, 50.0),
         pct(&floor, 99.0),
         pct(&floor, 100.0),
+    );
+    println!(
+        "| (floor) the same chain of wake-ups without sc: job end → its parent reaps it → unix socket → a daemon → one UDP datagram → another daemon → pipe → pre-forked child execs sc-stamp → its start record (no TLS, gossip or bookkeeping; nothing else running) | — | {} | {:.2} ms | {:.2} ms | {:.2} ms | — | — |",
+        chain.len(),
+        pct(&chain, 50.0),
+        pct(&chain, 99.0),
+        pct(&chain, 100.0),
     );
     println!();
     for h in &handovers {

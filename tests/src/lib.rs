@@ -385,3 +385,22 @@ pub fn free_tcp_port() -> u16 {
         .expect("bind a free port")
         .port()
 }
+
+/// Whether a 64-bit little-endian ELF file has a program interpreter
+/// (`PT_INTERP`: linked dynamically); `None` if it is no such file.
+pub fn elf_has_interpreter(elf: &[u8]) -> Option<bool> {
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?) as usize);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let phoff = u64::from_le_bytes(elf.get(0x20..0x28)?.try_into().ok()?) as usize;
+    let (phentsize, phnum) = (u16_at(0x36)?, u16_at(0x38)?);
+    const PT_INTERP: u32 = 3;
+    for i in 0..phnum {
+        if u32_at(phoff + i * phentsize)? == PT_INTERP {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
