@@ -108,12 +108,13 @@ pub fn check(input: &Input) -> Verdict {
                 .and_then(|e| e["reason"].as_str())
                 .unwrap_or("?");
             v.violation("waited while its resources were free", format!(
-                "{} on {} (needs {}) waited {} from {} while the cluster was stable and its resources were free; it last said \"{said}\"",
+                "{} on {} (needs {}) waited {} from {} while the cluster was stable and its resources were free; it last said \"{said}\"{}",
                 c.spec.label,
                 host_name(c.spec.host),
                 c.spec.needs_arg(),
                 secs(worst),
-                rel(input, worst_at)
+                rel(input, worst_at),
+                others_waiting(input, c, worst_at + worst / 2)
             ));
         }
     }
@@ -144,6 +145,40 @@ pub fn check(input: &Input) -> Verdict {
         waits.len()
     ));
     v
+}
+
+/// For a violation's report: every other job that waited at `t` for a
+/// resource `c` needs, with its host and what it said then, so that the
+/// head of a stuck queue is named even when the daemon logs are gone (CI
+/// keeps only this report).
+fn others_waiting(input: &Input, c: &ClientRecord, t: u64) -> String {
+    let mut out = Vec::new();
+    for k in input.clients {
+        if k.spec.label == c.spec.label
+            || !k
+                .spec
+                .needs
+                .iter()
+                .any(|(r, _)| c.spec.needs.iter().any(|(q, _)| q == r))
+            || k.event("queued").is_none_or(|(q, _)| *q > t)
+            || wait_end(k).is_some_and(|e| e <= t)
+        {
+            continue;
+        }
+        let said = last_wait(k, t)
+            .and_then(|e| e["reason"].as_str())
+            .unwrap_or("(no waiting event yet)");
+        out.push(format!(
+            "{} on {} (needs {}): \"{said}\"",
+            k.spec.label,
+            host_name(k.spec.host),
+            k.spec.needs_arg()
+        ));
+    }
+    if out.is_empty() {
+        return "; no other job waited for its resources then".into();
+    }
+    format!("; waiting with it at {}: {}", rel(input, t), out.join(", "))
 }
 
 /// Are all these needs free at this instant (from the stamps)?

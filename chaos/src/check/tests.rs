@@ -297,4 +297,15 @@ fn a_wait_behind_a_claim_that_could_enter_is_a_stall() {
         "{:?}",
         v.details
     );
+    // Each report names the other job waiting then, and what it said: the
+    // head of the queue is named when only the report is kept.
+    assert!(
+        v.details.iter().any(
+            |d| d.starts_with("[waited while its resources were free] h2-1")
+                && d.contains("waiting with it at")
+                && d.contains("h1-1 on host-b (needs e2e,gpu)")
+        ),
+        "{:?}",
+        v.details
+    );
 }
