@@ -26,8 +26,10 @@
 //! in the daemons' logs). For experiments, not the reported numbers:
 //! `SC_BENCH_PREFETCH=N` (the resource's prefetch) and
 //! `SC_BENCH_CLUSTER_EXTRA` (lines added to `[cluster]`, e.g.
-//! `gossip_interval = "500ms"`) and `SC_BENCH_HOLD_MS` (each job holds the
-//! resource that long instead of ending at once); the output then says NOT
+//! `gossip_interval = "500ms"`), `SC_BENCH_HOLD_MS` (each job holds the
+//! resource that long instead of ending at once) and `SC_BENCH_PER_HOST=N`
+//! (N `sc exec` at once per host instead of one back to back, so the next
+//! contender is already queued when a job ends); the output then says NOT
 //! THE DEFAULTS.
 
 use sc_tests::{Cluster, Hold, ScChild, max_concurrent, read_holds};
@@ -211,6 +213,8 @@ struct Knobs {
     prefetch: Option<u32>,
     /// How long each job holds the resource (ms): 0 is back to back.
     hold_ms: u64,
+    /// `sc exec` clients each host keeps going at once (1: back to back).
+    per_host: usize,
 }
 
 fn start_cluster(mode: Mode, k: &Knobs) -> Cluster {
@@ -290,16 +294,23 @@ fn cross_host_handovers(log: &Path) -> usize {
 /// One worker per host, each running `sc exec --needs e2e -- sc-stamp LOG
 /// h{i}-{n} HOLD_MS` back to back, until `want` hand-overs between hosts are
 /// in `log` (so e2e always has a waiter).
-fn contend(c: &Cluster, log: &Path, prefix: &str, want: usize, hold_ms: u64) -> Res<Duration> {
+fn contend(c: &Cluster, log: &Path, prefix: &str, want: usize, k: &Knobs) -> Res<Duration> {
+    let hold_ms = k.hold_ms;
     let stop = Arc::new(AtomicBool::new(false));
     let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let runs = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
     std::thread::scope(|s| {
-        for (i, d) in c.daemons.iter().enumerate() {
+        let workers = c
+            .daemons
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| (0..k.per_host.max(1)).map(move |w| (i, d, w)));
+        for (i, d, w) in workers {
             let (stop, failed, runs) = (stop.clone(), failed.clone(), runs.clone());
             s.spawn(move || {
-                let mut n = 0;
+                // Unique labels per worker, still `h<host>-<n>`.
+                let mut n = w * 1_000_000;
                 while !stop.load(Ordering::SeqCst) {
                     let label = format!("{prefix}h{i}-{n}");
                     let mut cmd = d.cmd();
@@ -383,14 +394,14 @@ fn handover_and_claims(
     let dir = c.d(0).dir().to_path_buf();
     // Warm-up: the join barrier, first claims and lease, connections.
     let warm = dir.join("warmup.log");
-    contend(&c, &warm, "w", 10, k.hold_ms)?;
+    contend(&c, &warm, "w", 10, k)?;
     check_capacity(&read_holds(&warm), &format!("{} warm-up", mode.name()))?;
     eprintln!(
         "handover bench: {} mode: contending from 3 hosts until {want} hand-overs...",
         mode.name()
     );
     let log = dir.join("holds.log");
-    let took = contend(&c, &log, "", want, k.hold_ms)?;
+    let took = contend(&c, &log, "", want, k)?;
     let holds = read_holds(&log);
     check_capacity(&holds, &format!("{} hand-overs", mode.name()))?;
     if let Some(h) = holds.iter().find(|h| !h.ended) {
@@ -546,6 +557,7 @@ fn run() -> Res<()> {
             _ => None,
         },
         hold_ms: env_count("SC_BENCH_HOLD_MS", 0)? as u64,
+        per_host: env_usize("SC_BENCH_PER_HOST", 1)?,
     };
     let sc = release_sc()?;
     // The harness (Cluster, TestDaemon) runs `$SC_BIN`. Set before any
@@ -604,10 +616,15 @@ fn run() -> Res<()> {
         "quorum: e2e = {{ capacity = 1, mode = \"quorum\" }}, members host-a..c, lease 3s (T_down 5 s); \
          available: e2e = 1, available_down 1s; gossip_interval 100ms (default)"
     );
-    if knobs.prefetch.is_some() || !knobs.cluster_extra.trim().is_empty() || knobs.hold_ms > 0 {
+    if knobs.prefetch.is_some()
+        || !knobs.cluster_extra.trim().is_empty()
+        || knobs.hold_ms > 0
+        || knobs.per_host != 1
+    {
         println!(
-            "NOT THE DEFAULTS: each job holds the resource {} ms; prefetch {}; extra [cluster] lines {:?}",
+            "NOT THE DEFAULTS: each job holds the resource {} ms; {} sc exec at once per host; prefetch {}; extra [cluster] lines {:?}",
             knobs.hold_ms,
+            knobs.per_host,
             knobs
                 .prefetch
                 .map(|p| p.to_string())

@@ -320,3 +320,44 @@ fn handover_and_claim_wait_are_in_the_metrics() {
         gap * 1000.0
     ));
 }
+
+/// The holder's daemon is killed and restarted at once while jobs wait on
+/// every host, its own included: every waiter runs within seconds of the
+/// restart (measured: 1.1–1.2 s, the restarted host's startup grace plus
+/// a hand-over each). Written after chaos CI seed 1795311559, where jobs
+/// on a restarted holder's host once waited 8.5 s with the resource free;
+/// this scenario alone (also with 2, 3 and 6 s down) did not reproduce it.
+#[test]
+fn waiters_run_promptly_after_the_holders_daemon_restarts() {
+    let mut c = Cluster::start_with(3, &[], AVAILABLE);
+    c.converge();
+    let log = c.d(0).dir().join("holds.log");
+    let mut holder = stamp_job(STAMP, c.d(1), "gpu", &log, "holder", 60_000);
+    holder.wait_event("started", Duration::from_secs(20));
+    let mut waiters = Vec::new();
+    for (i, label) in [(1, "b1"), (0, "a1"), (1, "b2"), (2, "c1")] {
+        let mut w = stamp_job(STAMP, c.d(i), "gpu", &log, label, 10);
+        w.wait_event("waiting", Duration::from_secs(20));
+        waiters.push((label, w));
+    }
+    c.daemons[1].kill9();
+    std::thread::sleep(Duration::from_millis(700));
+    let restarted = Instant::now();
+    c.daemons[1].restart();
+    let mut took = Vec::new();
+    for (label, w) in waiters {
+        let out = w.wait(Duration::from_secs(60));
+        assert_eq!(out.code(), Some(0), "{label}: {}", out.stderr_str());
+        took.push((label, restarted.elapsed()));
+    }
+    let _ = holder.wait(Duration::from_secs(30));
+    let holds = read_holds(&log);
+    assert_eq!(max_concurrent(&holds, "gpu"), 1, "{holds:?}");
+    report(format!("waiters done after the restart: {took:?}"));
+    let last = took.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    assert!(
+        last < Duration::from_secs(8),
+        "{took:?}\n--- host-b log:\n{}",
+        c.d(1).log()
+    );
+}
