@@ -328,7 +328,17 @@ fn step(d: &mut Daemon, t: Now, obs: &[Observation], releases: Vec<JobId>) -> Op
     for id in releases {
         locks.engine.release(id, t);
     }
+    let pauses = locks.engine.stats.self_pauses;
     locks.engine.observe(t, obs);
+    if locks.engine.stats.self_pauses > pauses {
+        // Leases and silence clocks judge time this daemon did not run:
+        // what a holder losing its lease on a healthy cluster looks like.
+        tracing::warn!(
+            gap_ms = locks.engine.stats.last_pause_ms,
+            "the cluster engine did not run for {} ms (daemon stopped, suspended or starved of CPU); silence clocks restart",
+            locks.engine.stats.last_pause_ms
+        );
+    }
     let out = locks.engine.step(t);
     let waits = locks.engine.waits(t);
     let resources = locks.engine.resources(t);

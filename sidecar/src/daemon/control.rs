@@ -161,6 +161,7 @@ pub fn status(shared: &Shared) -> Response {
                     ("dlock_stale_values".to_string(), s.stale_values),
                     ("dlock_undecodable_values".to_string(), s.undecodable_values),
                     ("dlock_publishes".to_string(), s.publishes),
+                    ("dlock_self_pauses".to_string(), s.self_pauses),
                 ]);
             }
             sc_protocol::ClusterStatus {

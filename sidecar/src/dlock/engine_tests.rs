@@ -472,6 +472,9 @@ fn a_continued_engine_waits_the_startup_grace_before_granting() {
         "granted on resume: {:?}",
         out.granted
     );
+    // Counted, with the gap, for the daemon's log and `sc status`.
+    assert_eq!(net.hosts[c].stats.self_pauses, 1);
+    assert!(net.hosts[c].stats.last_pause_ms >= 10_000);
     // Fresh news, then the grace runs out: granted.
     net.rounds(60, 20);
     assert!(net.holds("c", 2), "granted once the grace is over");

@@ -263,4 +263,8 @@ pub struct Stats {
     pub stale_values: u64,
     pub undecodable_values: u64,
     pub publishes: u64,
+    /// Times this engine found its own steps a second or more apart
+    /// (stopped, suspended, or starved of CPU), and the last such gap.
+    pub self_pauses: u64,
+    pub last_pause_ms: u64,
 }

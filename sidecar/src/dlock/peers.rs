@@ -60,10 +60,11 @@ impl Peers {
     ) -> (Vec<String>, u64, bool) {
         let mut waiting_for_ack = Vec::new();
         let mut max_ts = 0;
-        let paused = self
-            .last_observed_ms
-            .is_some_and(|t| now.mono_ms.saturating_sub(t) >= SELF_PAUSE_MS);
+        let gap = self.last_observed_ms.map(|t| now.mono_ms.saturating_sub(t));
+        let paused = gap.is_some_and(|g| g >= SELF_PAUSE_MS);
         if paused {
+            stats.self_pauses += 1;
+            stats.last_pause_ms = gap.unwrap_or(0);
             // Restart every silence clock from now: a vote (R6) or a
             // local DOWN (available mode) only ever comes later for it,
             // which is the safe direction; voting on resume would cast a
