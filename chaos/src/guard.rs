@@ -9,6 +9,7 @@
 //! `cgroups.txt` there. A run whose harness pid is no longer an `sc-chaos`
 //! is stale: its processes are killed, its cgroups and directory removed.
 
+pub use sc_tests::processes_mentioning;
 use std::path::{Path, PathBuf};
 
 /// Whether `pid` is a running sc-chaos (not a reused pid).
@@ -16,32 +17,6 @@ pub fn harness_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim() == "sc-chaos")
         .unwrap_or(false)
-}
-
-/// Pids (not ours) whose command line mentions `dir`.
-pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me || crate::util::process_gone(pid) {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(&needle) {
-            found.push((pid, cmd.trim().to_string()));
-        }
-    }
-    found
 }
 
 /// SIGKILL every process mentioning `dir`, until none is left (a daemon

@@ -161,11 +161,6 @@ pub fn sleep_unless_interrupted(d: Duration) -> bool {
     !interrupted()
 }
 
-/// Whether process `pid` is gone or a zombie.
-pub fn process_gone(pid: u32) -> bool {
-    sc_tests::process_gone(pid)
-}
-
 /// Send `sig` to `pid` (errors, e.g. already gone, are ignored).
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: plain kill(2).

@@ -48,24 +48,6 @@ fn netns_with(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Pids whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            out.push((pid, cmd));
-        }
-    }
-    out
-}
-
 #[test]
 fn an_interrupted_run_removes_everything_it_made() {
     if !sc_tests::require_root_and_cgroups(TEST) {
@@ -125,7 +107,7 @@ fn an_interrupted_run_removes_everything_it_made() {
         .expect("sc-chaos names its run dir");
     assert!(!Path::new(&run_dir).exists(), "{} left", run_dir.display());
     assert_eq!(netns_with(&prefix), Vec::<String>::new(), "namespaces left");
-    let procs = processes_mentioning(&run_dir.display().to_string());
+    let procs = sc_tests::processes_mentioning(&run_dir);
     assert!(procs.is_empty(), "processes left: {procs:?}");
     let after = sc_subtrees();
     let left: Vec<_> = after.difference(&before).collect();

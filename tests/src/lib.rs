@@ -221,6 +221,33 @@ pub fn process_gone(pid: u32) -> bool {
     }
 }
 
+/// Live processes (this one and zombies aside) whose command line mentions
+/// `dir`, with that command line: what a run rooted at `dir` left running.
+pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me || process_gone(pid) {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(&needle) {
+            found.push((pid, cmd.trim().to_string()));
+        }
+    }
+    found
+}
+
 /// Send `sig` to `pid`; errors (already gone) are ignored.
 pub fn signal(pid: u32, sig: i32) {
     unsafe {
